@@ -1,0 +1,236 @@
+import Logging
+import Postgres
+
+/// What a client asks for when creating a room.
+public struct NewRoom: Sendable {
+    public var name: String?
+    public var type: RoomType
+    public var description: String?
+    public var participantIDs: [Int64]
+
+    public init(name: String?, type: RoomType, description: String?, participantIDs: [Int64]) {
+        self.name = name
+        self.type = type
+        self.description = description
+        self.participantIDs = participantIDs
+    }
+}
+
+/// Rooms and their membership.
+public struct RoomStore: Sendable {
+    public static let defaultMaxParticipants = 100
+
+    let db: PostgresClient
+    let events: any ChatEventSink
+
+    public init(db: PostgresClient, events: any ChatEventSink) {
+        self.db = db
+        self.events = events
+    }
+
+    /// The caller's active rooms, most recent activity first, and how many there are.
+    public func rooms(for userID: Int64, page: Int, size: Int) async throws -> (rooms: [RoomSummary], total: Int) {
+        try await db.withConnection { connection in
+            let total = try await connection.queryRow(
+                """
+                SELECT count(*) FROM room_participants p JOIN rooms r ON r.room_id = p.room_id AND r.is_active
+                WHERE p.user_id = \(userID) AND p.is_active
+                """
+            ).decode(Int.self, column: 0)
+            let rows = try await connection.query(
+                """
+                SELECT \(unescaped: SQLColumns.roomSummary)
+                FROM room_participants p JOIN rooms r ON r.room_id = p.room_id AND r.is_active
+                WHERE p.user_id = \(userID) AND p.is_active
+                ORDER BY COALESCE(r.last_message_at, r.updated_at) DESC, r.room_id DESC
+                LIMIT \(size) OFFSET \((page - 1) * size)
+                """)
+            return (try rows.map(RoomSummary.init(row:)), total)
+        }
+    }
+
+    /// Creates a room. For a direct room that already exists between the two users, returns
+    /// it with `created == false` (and makes both users active in it again).
+    public func create(_ new: NewRoom, by creator: User) async throws -> (summary: RoomSummary, created: Bool) {
+        var others: [Int64] = []
+        for id in new.participantIDs where id != creator.id && !others.contains(id) { others.append(id) }
+        let description = try Validation.roomDescription(new.description)
+        switch new.type {
+        case .direct:
+            guard others.count == 1 else {
+                throw ChatError.invalid("A direct room needs exactly one other participant")
+            }
+        case .group:
+            guard !others.isEmpty else { throw ChatError.invalid("A group room needs at least one other participant") }
+            guard others.count + 1 <= Self.defaultMaxParticipants else {
+                throw ChatError.invalid("A room can have at most \(Self.defaultMaxParticipants) participants")
+            }
+        }
+        var name = try new.name.map(Validation.roomName)
+        if new.type == .group, name == nil { throw ChatError.invalid("room_name is required for a group room") }
+
+        let result: (RoomSummary, Bool) = try await db.withTransaction { connection in
+            let known = try await connection.query(
+                "SELECT user_id, user_name FROM users WHERE user_id = ANY(\(others)) AND is_active")
+            var names: [Int64: String] = [:]
+            for row in known { names[try row.decode(Int64.self, column: 0)] = try row.decode(String.self, column: 1) }
+            let unknown = others.filter { names[$0] == nil }
+            guard unknown.isEmpty else {
+                throw ChatError.invalid("Unknown user ids: \(unknown.map(String.init).joined(separator: ", "))")
+            }
+            let members = [creator.id] + others
+            let roomID: Int64
+            let created: Bool
+            switch new.type {
+            case .direct:
+                let other = others[0]
+                name = name ?? names[other]
+                let (low, high) = (min(creator.id, other), max(creator.id, other))
+                if let row = try await connection.queryOptionalRow(
+                    """
+                    INSERT INTO rooms (room_name, room_type, room_description, created_by, direct_user_low, direct_user_high)
+                    VALUES (\(name!), 'direct', \(description), \(creator.id), \(low), \(high))
+                    ON CONFLICT (direct_user_low, direct_user_high) WHERE room_type = 'direct' AND is_active DO NOTHING
+                    RETURNING room_id
+                    """)
+                {
+                    roomID = try row.decode(Int64.self, column: 0)
+                    created = true
+                } else {
+                    roomID = try await connection.queryRow(
+                        """
+                        SELECT room_id FROM rooms
+                        WHERE room_type = 'direct' AND is_active AND direct_user_low = \(low) AND direct_user_high = \(high)
+                        """
+                    ).decode(Int64.self, column: 0)
+                    created = false
+                }
+            case .group:
+                roomID = try await connection.queryRow(
+                    """
+                    INSERT INTO rooms (room_name, room_type, room_description, created_by)
+                    VALUES (\(name!), 'group', \(description), \(creator.id))
+                    RETURNING room_id
+                    """
+                ).decode(Int64.self, column: 0)
+                created = true
+            }
+            try await connection.execute(
+                """
+                INSERT INTO room_participants (room_id, user_id)
+                SELECT \(roomID), unnest(\(members))
+                ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = true, left_at = NULL
+                    WHERE NOT room_participants.is_active
+                """)
+            let summary = try await connection.summary(roomID: roomID, userID: creator.id)
+            return (summary, created)
+        }
+        if result.1 {
+            await events.publish(.roomCreated(roomID: result.0.room.id, participantIDs: [creator.id] + others))
+        }
+        return result
+    }
+
+    public func room(id roomID: Int64, for userID: Int64) async throws -> Room {
+        try await db.withConnection { connection in
+            _ = try await connection.roomAccess(roomID: roomID, userID: userID)
+            return try Room(row: try await connection.queryRow("SELECT \(unescaped: SQLColumns.room) FROM rooms r WHERE r.room_id = \(roomID)"))
+        }
+    }
+
+    public func participants(roomID: Int64, for userID: Int64) async throws -> [Participant] {
+        try await db.withConnection { connection in
+            _ = try await connection.roomAccess(roomID: roomID, userID: userID)
+            return try await connection.activeParticipants(roomID: roomID)
+        }
+    }
+
+    /// Adds users to a group room (any participant may); users who had left become active again.
+    public func addParticipants(roomID: Int64, userIDs: [Int64], by userID: Int64) async throws -> [Participant] {
+        var ids: [Int64] = []
+        for id in userIDs where !ids.contains(id) { ids.append(id) }
+        guard !ids.isEmpty else { throw ChatError.invalid("user_ids must name at least one user") }
+        let (participants, joined): ([Participant], [Participant]) = try await db.withTransaction { connection in
+            let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
+            guard access.type == .group else {
+                throw ChatError.notAllowed("Participants cannot be added to a direct room")
+            }
+            let known = try await connection.query(
+                "SELECT user_id FROM users WHERE user_id = ANY(\(ids)) AND is_active")
+            let knownIDs = Set(try known.map { try $0.decode(Int64.self, column: 0) })
+            let unknown = ids.filter { !knownIDs.contains($0) }
+            guard unknown.isEmpty else {
+                throw ChatError.invalid("Unknown user ids: \(unknown.map(String.init).joined(separator: ", "))")
+            }
+            let before = try await connection.activeParticipants(roomID: roomID)
+            let newIDs = ids.filter { id in !before.contains { $0.userID == id } }
+            guard before.count + newIDs.count <= access.maxParticipants else {
+                throw ChatError.notAllowed("The room is full (at most \(access.maxParticipants) participants)")
+            }
+            if !newIDs.isEmpty {
+                try await connection.execute(
+                    """
+                    INSERT INTO room_participants (room_id, user_id)
+                    SELECT \(roomID), unnest(\(newIDs))
+                    ON CONFLICT (room_id, user_id) DO UPDATE
+                        SET is_active = true, left_at = NULL, joined_at = now()
+                    """)
+                try await connection.execute("UPDATE rooms SET updated_at = now() WHERE room_id = \(roomID)")
+            }
+            let after = try await connection.activeParticipants(roomID: roomID)
+            return (after, after.filter { newIDs.contains($0.userID) })
+        }
+        for participant in joined {
+            await events.publish(
+                .participantJoined(roomID: roomID, userID: participant.userID, userName: participant.userName))
+        }
+        return participants
+    }
+
+    /// Removes a participant: anyone may leave; only the room's creator may remove others.
+    public func removeParticipant(roomID: Int64, userID target: Int64, by userID: Int64) async throws -> [Participant] {
+        let (participants, removedName): ([Participant], String) = try await db.withTransaction { connection in
+            let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
+            guard target == userID || access.createdBy == userID else {
+                throw ChatError.forbidden("Only the room's creator can remove other participants")
+            }
+            guard
+                let row = try await connection.queryOptionalRow(
+                    """
+                    WITH removed AS (
+                        UPDATE room_participants SET is_active = false, left_at = now()
+                        WHERE room_id = \(roomID) AND user_id = \(target) AND is_active
+                        RETURNING user_id
+                    )
+                    SELECT u.user_name FROM removed JOIN users u USING (user_id)
+                    """)
+            else { throw ChatError.notFound("Participant not found") }
+            try await connection.execute("UPDATE rooms SET updated_at = now() WHERE room_id = \(roomID)")
+            return (try await connection.activeParticipants(roomID: roomID), try row.decode(String.self, column: 0))
+        }
+        await events.publish(.participantLeft(roomID: roomID, userID: target, userName: removedName))
+        return participants
+    }
+}
+
+extension PostgresConnection {
+    func summary(roomID: Int64, userID: Int64) async throws -> RoomSummary {
+        try RoomSummary(
+            row: try await queryRow(
+                """
+                SELECT \(unescaped: SQLColumns.roomSummary)
+                FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+                WHERE p.room_id = \(roomID) AND p.user_id = \(userID)
+                """))
+    }
+
+    func activeParticipants(roomID: Int64) async throws -> [Participant] {
+        try await query(
+            """
+            SELECT \(unescaped: SQLColumns.participant)
+            FROM room_participants p JOIN users u ON u.user_id = p.user_id
+            WHERE p.room_id = \(roomID) AND p.is_active ORDER BY p.id
+            """
+        ).map(Participant.init(row:))
+    }
+}

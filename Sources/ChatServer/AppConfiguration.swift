@@ -1,0 +1,116 @@
+import Foundation
+import Logging
+
+/// Every setting of the server, read from the environment in one place. `.env.example`
+/// lists each key with its default.
+public struct AppConfiguration: Sendable {
+    public var databaseURL: String
+    public var host: String
+    public var port: Int
+    /// HS256 secret for access tokens. Required unless `developmentMode`.
+    public var jwtSecret: String
+    public var accessTokenTTLSeconds: Int
+    public var uploadDirectory: String
+    /// Prefix of `file_url` (e.g. `https://chat.example.com`); empty for relative URLs.
+    public var publicBaseURL: String
+    public var maxUploadBytes: Int
+    public var databasePoolSize: Int
+    /// Seconds a request waits for a free database connection before failing with 503.
+    public var databasePoolTimeoutSeconds: Double
+    public var bcryptCost: Int
+    public var logLevel: Logger.Level
+    /// `CHAT_ENV=development`: allows a built-in JWT secret. Never in production.
+    public var developmentMode: Bool
+    /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`, default true).
+    public var migrateOnStart: Bool
+    /// Directory of the numbered `.sql` migration files.
+    public var migrationsDirectory: String
+
+    public static let developmentJWTSecret = "development-only-secret-do-not-use-in-production"
+
+    public init(
+        databaseURL: String, host: String = "0.0.0.0", port: Int = 8000, jwtSecret: String,
+        accessTokenTTLSeconds: Int = 86_400, uploadDirectory: String = "./uploads", publicBaseURL: String = "",
+        maxUploadBytes: Int = 20 * 1024 * 1024, databasePoolSize: Int = 10, databasePoolTimeoutSeconds: Double = 5,
+        bcryptCost: Int = 12, logLevel: Logger.Level = .info, developmentMode: Bool = false,
+        migrateOnStart: Bool = true, migrationsDirectory: String = "sql"
+    ) {
+        self.databaseURL = databaseURL
+        self.host = host
+        self.port = port
+        self.jwtSecret = jwtSecret
+        self.accessTokenTTLSeconds = accessTokenTTLSeconds
+        self.uploadDirectory = uploadDirectory
+        self.publicBaseURL = publicBaseURL
+        self.maxUploadBytes = maxUploadBytes
+        self.databasePoolSize = databasePoolSize
+        self.databasePoolTimeoutSeconds = databasePoolTimeoutSeconds
+        self.bcryptCost = bcryptCost
+        self.logLevel = logLevel
+        self.developmentMode = developmentMode
+        self.migrateOnStart = migrateOnStart
+        self.migrationsDirectory = migrationsDirectory
+    }
+
+    public struct Invalid: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads the configuration from environment variables.
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
+        throws -> AppConfiguration
+    {
+        func value(_ key: String) -> String? {
+            guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
+                return nil
+            }
+            return value
+        }
+        func int(_ key: String, _ defaultValue: Int, _ range: ClosedRange<Int>) throws -> Int {
+            guard let text = value(key) else { return defaultValue }
+            guard let number = Int(text), range.contains(number) else {
+                throw Invalid(description: "\(key) must be an integer in \(range)")
+            }
+            return number
+        }
+        func bool(_ key: String, _ defaultValue: Bool) throws -> Bool {
+            guard let text = value(key)?.lowercased() else { return defaultValue }
+            switch text {
+            case "1", "true", "yes", "on": return true
+            case "0", "false", "no", "off": return false
+            default: throw Invalid(description: "\(key) must be true or false")
+            }
+        }
+        let development = ["development", "dev"].contains(value("CHAT_ENV")?.lowercased() ?? "")
+        guard let databaseURL = value("DATABASE_URL") else {
+            throw Invalid(description: "DATABASE_URL is required (a libpq URI such as postgresql://user@host/db)")
+        }
+        let secret: String
+        if let configured = value("JWT_SECRET") {
+            secret = configured
+        } else if development {
+            secret = developmentJWTSecret
+        } else {
+            throw Invalid(description: "JWT_SECRET is required (set CHAT_ENV=development to use a built-in one)")
+        }
+        guard let level = Logger.Level(rawValue: value("LOG_LEVEL")?.lowercased() ?? "info") else {
+            throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+        }
+        return AppConfiguration(
+            databaseURL: databaseURL,
+            host: value("HOST") ?? "0.0.0.0",
+            port: try int("PORT", 8000, 0...65535),
+            jwtSecret: secret,
+            accessTokenTTLSeconds: try int("ACCESS_TOKEN_TTL_SECONDS", 86_400, 60...31_536_000),
+            uploadDirectory: value("UPLOAD_DIR") ?? "./uploads",
+            publicBaseURL: (value("PUBLIC_BASE_URL") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/")),
+            maxUploadBytes: try int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1...(1 << 40)),
+            databasePoolSize: try int("DB_POOL_SIZE", 10, 1...500),
+            databasePoolTimeoutSeconds: Double(try int("DB_POOL_TIMEOUT_MS", 5000, 1...600_000)) / 1000,
+            bcryptCost: try int("BCRYPT_COST", 12, 4...31),
+            logLevel: level,
+            developmentMode: development,
+            migrateOnStart: try bool("MIGRATE_ON_START", true),
+            migrationsDirectory: value("MIGRATIONS_DIR") ?? "sql")
+    }
+}

@@ -1,0 +1,67 @@
+import ChatCore
+import Foundation
+import Hummingbird
+
+/// `/auth/register`, `/auth/login`, `/auth/me`: built-in accounts with bcrypt passwords.
+struct AuthController {
+    let users: UserStore
+    let tokens: TokenService
+    let hasher: PasswordHasher
+    let decoyHash: String
+    let tokenLifetimeSeconds: Int
+
+    struct Credentials: Decodable {
+        var userName: String
+        var password: String
+    }
+
+    struct RegisterResponse: ResponseEncodable {
+        var userId: Int64
+        var userName: String
+        var createdAt: Date
+    }
+
+    struct LoginResponse: ResponseEncodable {
+        var accessToken: String
+        var tokenType: String
+        var expiresIn: Int
+        var userId: Int64
+        var userName: String
+    }
+
+    struct MeResponse: ResponseEncodable {
+        var userId: Int64
+        var userName: String
+    }
+
+    func addRoutes(public routes: Routes, authenticated: Routes) {
+        routes.on("register", .post) { request, context in
+            let credentials = try await request.decodeJSON(Credentials.self, context: context)
+            let name = try Validation.userName(credentials.userName)
+            let password = try Validation.password(credentials.password)
+            let user = try await users.register(name: name, passwordHash: try await hasher.hash(password))
+            return EditedResponse(
+                status: .created, response: RegisterResponse(userId: user.id, userName: user.name, createdAt: user.createdAt))
+        }
+        routes.on("login", .post) { request, context in
+            let credentials = try await request.decodeJSON(Credentials.self, context: context)
+            let name = credentials.userName.trimmingCharacters(in: .whitespacesAndNewlines)
+            let rejected = APIError.unauthorized("Incorrect user name or password")
+            guard !name.isEmpty, !name.unicodeScalars.contains("\0"), !credentials.password.isEmpty,
+                let account = try await users.loginAccount(name: name)
+            else {
+                _ = try await hasher.verify(credentials.password, hash: decoyHash)
+                throw rejected
+            }
+            guard try await hasher.verify(credentials.password, hash: account.passwordHash) else { throw rejected }
+            let token = try await tokens.issue(userID: account.user.id, name: account.user.name)
+            return LoginResponse(
+                accessToken: token, tokenType: "bearer", expiresIn: tokenLifetimeSeconds, userId: account.user.id,
+                userName: account.user.name)
+        }
+        authenticated.on("me", .get) { _, context in
+            let user = try context.requireUser()
+            return MeResponse(userId: user.id, userName: user.name)
+        }
+    }
+}

@@ -1,0 +1,36 @@
+import Hummingbird
+import Postgres
+import Prometheus
+
+/// `/health`, `/ready` and `/metrics`.
+struct OperationsController {
+    let postgres: PostgresClient
+    let metrics: PrometheusCollectorRegistry
+
+    struct Status: ResponseEncodable {
+        var status: String
+    }
+
+    func addRoutes(to routes: Routes) {
+        routes.on("health", .get) { _, _ in Status(status: "ok") }
+        routes.on("ready", .get) { _, _ in
+            do {
+                try await postgres.execute("SELECT 1")
+            } catch {
+                throw APIError(.serviceUnavailable, "Database unavailable")
+            }
+            return Status(status: "ready")
+        }
+        routes.on("metrics", .get) { _, _ in
+            let stats = postgres.statistics
+            metrics.makeGauge(name: "db_pool_connections_open", help: "Open database connections").set(Double(stats.open))
+            metrics.makeGauge(name: "db_pool_connections_idle", help: "Idle database connections").set(Double(stats.idle))
+            metrics.makeGauge(name: "db_pool_waiters", help: "Requests waiting for a database connection").set(Double(stats.waiting))
+            var buffer: [UInt8] = []
+            metrics.emit(into: &buffer)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: buffer)))
+        }
+    }
+}

@@ -1,0 +1,55 @@
+import ChatCore
+import Foundation
+import Hummingbird
+import Postgres
+
+/// The request context of every route: the authenticated user (set by `AuthMiddleware`)
+/// and the JSON coders that make the wire format snake_case with UTC `Z` timestamps.
+public struct ChatRequestContext: RequestContext {
+    public var coreContext: CoreRequestContextStorage
+    /// Set by `AuthMiddleware` on `/chat` routes.
+    public var user: User?
+
+    public init(source: Source) {
+        self.coreContext = .init(source: source)
+        self.user = nil
+    }
+
+    public var requestDecoder: JSONDecoder { ChatJSON.decoder() }
+    public var responseEncoder: JSONEncoder { ChatJSON.encoder() }
+
+    /// The authenticated user; only called on routes behind `AuthMiddleware`.
+    func requireUser() throws -> User {
+        guard let user else { throw APIError.unauthorized("Not authenticated") }
+        return user
+    }
+}
+
+/// The wire format's JSON coders, configured in one place.
+public enum ChatJSON {
+    public static func encoder() -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.keyEncodingStrategy = .convertToSnakeCase
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(formatTimestamp(date))
+        }
+        encoder.outputFormatting = [.withoutEscapingSlashes, .sortedKeys]
+        return encoder
+    }
+
+    public static func decoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.keyDecodingStrategy = .convertFromSnakeCase
+        decoder.dateDecodingStrategy = .iso8601
+        return decoder
+    }
+
+    /// `2025-09-02T11:03:17.123456Z`: UTC, microseconds (PostgreSQL's precision).
+    public static func formatTimestamp(_ date: Date) -> String {
+        // PostgreSQL's text form is `2025-09-02 11:03:17.123456+00` (always UTC here).
+        var text = PostgresTimestamp.format(date)
+        text.removeLast(3)
+        return text.replacingOccurrences(of: " ", with: "T") + "Z"
+    }
+}

@@ -1,0 +1,69 @@
+import ChatCore
+import Foundation
+import Hummingbird
+
+/// Largest JSON body accepted (uploads have their own, larger limit).
+let maxJSONBodyBytes = 1 << 20
+
+extension Request {
+    /// Decodes a JSON body (whatever the Content-Type says, for lenient clients). Malformed
+    /// JSON and wrong types are 422, an oversized body 413.
+    func decodeJSON<T: Decodable>(_ type: T.Type, context: ChatRequestContext, allowEmpty: Bool = false) async throws
+        -> T?
+    {
+        let buffer = try await collectBody(limit: maxJSONBodyBytes)
+        if buffer.readableBytes == 0 || buffer.readableBytesView.allSatisfy({ [9, 10, 13, 32].contains($0) }) {
+            if allowEmpty { return nil }
+            throw APIError.validation("Request body is required")
+        }
+        do {
+            return try context.requestDecoder.decode(T.self, from: Data(buffer.readableBytesView))
+        } catch let error as DecodingError {
+            throw APIError.validation(APIError.describe(error))
+        }
+    }
+
+    func decodeJSON<T: Decodable>(_ type: T.Type, context: ChatRequestContext) async throws -> T {
+        try await decodeJSON(type, context: context, allowEmpty: false)!
+    }
+
+    func collectBody(limit: Int) async throws -> ByteBuffer {
+        if let length = headers[.contentLength].flatMap(Int.init), length > limit {
+            throw APIError(.contentTooLarge, "Request body is larger than \(limit) bytes")
+        }
+        do {
+            return try await body.collect(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "Request body is larger than \(limit) bytes")
+        }
+    }
+
+    /// An optional integer query parameter within `range`, else 422.
+    func queryInt(_ name: String, default defaultValue: Int? = nil, in range: ClosedRange<Int>) throws -> Int? {
+        guard let text = uri.queryParameters.get(name) else { return defaultValue }
+        guard let value = Int(text), range.contains(value) else {
+            throw APIError.validation("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return value
+    }
+
+    func queryID(_ name: String) throws -> Int64? {
+        guard let text = uri.queryParameters.get(name) else { return nil }
+        guard let value = Int64(text), value >= 0 else {
+            throw APIError.validation("\(name) must be a non-negative integer")
+        }
+        return value
+    }
+}
+
+extension ChatRequestContext {
+    /// An integer path parameter: not an integer is 422 (wrong type), an integer that
+    /// cannot be an id is 404 (no such resource).
+    func pathID(_ name: String) throws -> Int64 {
+        guard let text = parameters.get(name), let value = Int64(text) else {
+            throw APIError.validation("\(name) must be an integer")
+        }
+        guard value > 0 else { throw APIError(.notFound, "Not Found") }
+        return value
+    }
+}

@@ -1,0 +1,167 @@
+import ChatCore
+import Foundation
+import Hummingbird
+
+// Wire shapes of the API (snake_case comes from `ChatJSON.encoder`). Optional fields the
+// contract shows as `null` are `@Null` so that they are written, not omitted.
+
+/// Encodes nil as JSON `null` instead of leaving the key out.
+@propertyWrapper
+struct Null<Value: Encodable & Sendable>: Encodable, Sendable {
+    var wrappedValue: Value?
+
+    init(wrappedValue: Value?) {
+        self.wrappedValue = wrappedValue
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        if let wrappedValue { try container.encode(wrappedValue) } else { try container.encodeNil() }
+    }
+}
+
+struct RoomSummaryResponse: ResponseEncodable, Sendable {
+    var roomId: Int64
+    var roomName: String
+    var roomType: RoomType
+    var createdBy: Int64
+    var isActive: Bool
+    var createdAt: Date
+    var updatedAt: Date
+    var participantCount: Int
+    @Null var lastMessage: String?
+    var unreadCount: Int
+
+    init(_ summary: RoomSummary) {
+        roomId = summary.room.id
+        roomName = summary.room.name
+        roomType = summary.room.type
+        createdBy = summary.room.createdBy
+        isActive = summary.room.isActive
+        createdAt = summary.room.createdAt
+        updatedAt = summary.room.updatedAt
+        participantCount = summary.participantCount
+        lastMessage = summary.lastMessage
+        unreadCount = summary.unreadCount
+    }
+}
+
+struct RoomListResponse: ResponseEncodable, Sendable {
+    var rooms: [RoomSummaryResponse]
+    var totalCount: Int
+}
+
+struct RoomDetailResponse: ResponseEncodable, Sendable {
+    var roomId: Int64
+    var roomName: String
+    var roomType: RoomType
+    @Null var roomDescription: String?
+    var maxParticipants: Int
+    var createdBy: Int64
+    var isActive: Bool
+    var createdAt: Date
+    var updatedAt: Date
+
+    init(_ room: Room) {
+        roomId = room.id
+        roomName = room.name
+        roomType = room.type
+        roomDescription = room.description
+        maxParticipants = room.maxParticipants
+        createdBy = room.createdBy
+        isActive = room.isActive
+        createdAt = room.createdAt
+        updatedAt = room.updatedAt
+    }
+}
+
+struct ParticipantResponse: Encodable, Sendable {
+    var id: Int64
+    var roomId: Int64
+    var userId: Int64
+    var userName: String
+    var joinedAt: Date
+    @Null var lastReadAt: Date?
+    var isActive: Bool
+
+    init(_ participant: Participant) {
+        id = participant.id
+        roomId = participant.roomID
+        userId = participant.userID
+        userName = participant.userName
+        joinedAt = participant.joinedAt
+        lastReadAt = participant.lastReadAt
+        isActive = participant.isActive
+    }
+}
+
+struct ParticipantListResponse: ResponseEncodable, Sendable {
+    var participants: [ParticipantResponse]
+    var totalCount: Int
+
+    init(_ participants: [Participant]) {
+        self.participants = participants.map(ParticipantResponse.init)
+        self.totalCount = participants.count
+    }
+}
+
+struct MessageResponse: ResponseEncodable, Sendable {
+    var messageId: Int64
+    var roomId: Int64
+    var senderId: Int64
+    var senderName: String
+    @Null var messageContent: String?
+    var messageType: MessageType
+    @Null var fileUrl: String?
+    @Null var fileName: String?
+    @Null var fileSize: Int64?
+    @Null var replyToMessageId: Int64?
+    /// Present only when the sender gave one.
+    var clientMessageId: String?
+    var isEdited: Bool
+    var isDeleted: Bool
+    @Null var editedAt: Date?
+    var createdAt: Date
+    var updatedAt: Date
+
+    init(_ message: Message, files: FileURLs) {
+        messageId = message.id
+        roomId = message.roomID
+        senderId = message.senderID
+        senderName = message.senderName
+        messageContent = message.content
+        messageType = message.type
+        fileUrl = message.filePath.map(files.url(forPath:))
+        fileName = message.fileName
+        fileSize = message.fileSize
+        replyToMessageId = message.replyToMessageID
+        clientMessageId = message.clientMessageID
+        isEdited = message.isEdited
+        isDeleted = message.isDeleted
+        editedAt = message.editedAt
+        createdAt = message.createdAt
+        updatedAt = message.updatedAt
+    }
+}
+
+struct MessageListResponse: ResponseEncodable, Sendable {
+    var messages: [MessageResponse]
+    var totalCount: Int
+    var hasMore: Bool
+}
+
+struct ReadResponse: ResponseEncodable, Sendable {
+    var roomId: Int64
+    var userId: Int64
+    @Null var lastReadAt: Date?
+    var unreadCount: Int
+}
+
+/// Builds the public URL of a stored upload.
+struct FileURLs: Sendable {
+    var publicBaseURL: String
+
+    func url(forPath path: String) -> String {
+        "\(publicBaseURL)/uploads/\(path)"
+    }
+}

@@ -1,0 +1,22 @@
+/// How to reach the database and size the pool.
+public struct PostgresConfiguration: Sendable {
+    /// A libpq connection URI (`postgresql://user:pass@host:5432/db`) or key/value string.
+    public var url: String
+    public var applicationName: String
+    /// Maximum number of open connections in the pool.
+    public var poolSize: Int
+    /// How long a task waits for a free connection before failing with `.poolTimeout`.
+    public var poolWaitTimeout: Duration
+    public var connectTimeoutSeconds: Int
+
+    public init(
+        url: String, applicationName: String = "swift-postgres", poolSize: Int = 10,
+        poolWaitTimeout: Duration = .seconds(5), connectTimeoutSeconds: Int = 5
+    ) {
+        self.url = url
+        self.applicationName = applicationName
+        self.poolSize = max(1, poolSize)
+        self.poolWaitTimeout = poolWaitTimeout
+        self.connectTimeoutSeconds = connectTimeoutSeconds
+    }
+}

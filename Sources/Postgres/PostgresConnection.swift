@@ -1,0 +1,274 @@
+import CLibPQ
+import Logging
+import NIOPosix
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// One libpq connection.
+///
+/// libpq's calls block the calling thread until the server answers, so every call that can
+/// wait on the network runs on the `NIOThreadPool` the connection was opened with, never on
+/// the Swift concurrency pool or a NIO event loop. A connection serves one task at a time:
+/// the pool leases it out inside `withConnection` and `withTransaction`.
+public final class PostgresConnection: @unchecked Sendable {
+    let pointer: OpaquePointer
+    let threadPool: NIOThreadPool
+    let logger: Logger
+    public let id: Int
+    /// SQL text → prepared statement name, for statements prepared on this connection.
+    private var statements: [String: String] = [:]
+    static let maxCachedStatements = 512
+
+    private init(pointer: OpaquePointer, threadPool: NIOThreadPool, id: Int, logger: Logger) {
+        self.pointer = pointer
+        self.threadPool = threadPool
+        self.id = id
+        self.logger = logger
+    }
+
+    deinit {
+        PQfinish(pointer)
+    }
+
+    // MARK: Opening
+
+    /// Opens a connection from a libpq connection URI or key/value string.
+    public static func connect(
+        configuration: PostgresConfiguration, id: Int = 0, threadPool: NIOThreadPool, logger: Logger
+    ) async throws -> PostgresConnection {
+        do {
+            return try await threadPool.runIfActive {
+                try blockingConnect(configuration: configuration, id: id, threadPool: threadPool, logger: logger)
+            }
+        } catch let error as PostgresError {
+            throw error
+        } catch {
+            throw PostgresError(.poolClosed, message: "thread pool is not running: \(error)")
+        }
+    }
+
+    static func blockingConnect(
+        configuration: PostgresConfiguration, id: Int, threadPool: NIOThreadPool, logger: Logger
+    ) throws -> PostgresConnection {
+        // Keywords before `dbname` are defaults the URL may override; those after it win.
+        let parameters: [(String, String)] = [
+            ("application_name", configuration.applicationName),
+            ("connect_timeout", String(configuration.connectTimeoutSeconds)),
+            ("dbname", configuration.url),
+            ("client_encoding", "UTF8"),
+            ("options", "-c TimeZone=UTC -c DateStyle=ISO"),
+        ]
+        let keys = parameters.map { strdup($0.0) }
+        let values = parameters.map { strdup($0.1) }
+        defer {
+            keys.forEach { free($0) }
+            values.forEach { free($0) }
+        }
+        var keyPointers: [UnsafePointer<CChar>?] = keys.map { UnsafePointer($0) } + [nil]
+        var valuePointers: [UnsafePointer<CChar>?] = values.map { UnsafePointer($0) } + [nil]
+        guard let pointer = PQconnectdbParams(&keyPointers, &valuePointers, 1) else {
+            throw PostgresError(.connectionFailed, message: "libpq could not allocate a connection")
+        }
+        guard PQstatus(pointer) == CONNECTION_OK else {
+            let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
+            PQfinish(pointer)
+            throw PostgresError(.connectionFailed, message: message)
+        }
+        // Discard NOTICE messages (e.g. "relation already exists, skipping") instead of
+        // letting libpq print them on stderr.
+        PQsetNoticeProcessor(pointer, { _, _ in }, nil)
+        logger.debug("postgres connection opened", metadata: ["db.connection_id": "\(id)"])
+        return PostgresConnection(pointer: pointer, threadPool: threadPool, id: id, logger: logger)
+    }
+
+    // MARK: State
+
+    /// The transaction state reported by libpq after the last command.
+    public enum TransactionState: Sendable {
+        case idle, active, inTransaction, failedTransaction, unknown
+    }
+
+    public var transactionState: TransactionState {
+        switch PQtransactionStatus(pointer) {
+        case PQTRANS_IDLE: .idle
+        case PQTRANS_ACTIVE: .active
+        case PQTRANS_INTRANS: .inTransaction
+        case PQTRANS_INERROR: .failedTransaction
+        default: .unknown
+        }
+    }
+
+    public var isOK: Bool { PQstatus(pointer) == CONNECTION_OK }
+
+    /// The backend's process id (for `pg_terminate_backend`, logs).
+    public var backendPID: Int32 { PQbackendPID(pointer) }
+
+    /// The connection's socket, for waiting on notifications while idle.
+    public var socket: Int32 { PQsocket(pointer) }
+
+    /// Checks, without blocking, that an idle connection is still usable: a server that
+    /// terminated the backend or restarted leaves the socket readable with an error or EOF,
+    /// which `PQconsumeInput` turns into a bad status.
+    func checkAliveWithoutBlocking() -> Bool {
+        guard isOK else { return false }
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&descriptor, 1, 0)
+        if ready < 0 { return false }
+        if ready == 0 { return true }
+        return PQconsumeInput(pointer) == 1 && isOK && PQisBusy(pointer) == 0
+    }
+
+    // MARK: Queries
+
+    /// Runs a query as a named prepared statement (prepared on first use on this connection).
+    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+        try await onThreadPool { try $0.blockingQuery(query) }
+    }
+
+    /// Runs a statement and returns the number of rows it affected.
+    @discardableResult
+    public func execute(_ query: PostgresQuery) async throws -> Int {
+        try await self.query(query).affectedRows
+    }
+
+    /// Exactly one row, or `PostgresError.unexpectedRowCount`.
+    public func queryRow(_ query: PostgresQuery) async throws -> PostgresRow {
+        try await self.query(query).one()
+    }
+
+    /// Zero or one row; more than one is `PostgresError.unexpectedRowCount`.
+    public func queryOptionalRow(_ query: PostgresQuery) async throws -> PostgresRow? {
+        try await self.query(query).oneOrNone()
+    }
+
+    /// Runs SQL text with the simple-query protocol: no parameters, several statements
+    /// allowed (migrations, `BEGIN`, `COMMIT`). Returns the last statement's rows.
+    @discardableResult
+    public func simpleQuery(_ sql: String) async throws -> PostgresRows {
+        try await onThreadPool { try $0.blockingSimpleQuery(sql) }
+    }
+
+    private func onThreadPool<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> R) async throws -> R {
+        do {
+            return try await threadPool.runIfActive { try body(self) }
+        } catch let error as PostgresError {
+            throw error
+        } catch {
+            throw PostgresError(.poolClosed, message: "thread pool is not running: \(error)")
+        }
+    }
+
+    func blockingSimpleQuery(_ sql: String) throws -> PostgresRows {
+        let result = PQexec(pointer, sql)
+        return try check(result)
+    }
+
+    func blockingQuery(_ query: PostgresQuery) throws -> PostgresRows {
+        do {
+            return try blockingExecutePrepared(query)
+        } catch let error as PostgresError where isStalePreparedStatement(error) && transactionState == .idle {
+            // The statement was deallocated (DISCARD ALL) or its plan no longer fits the
+            // schema: prepare it again once.
+            if let name = statements.removeValue(forKey: query.sql) {
+                _ = try? blockingSimpleQuery("DEALLOCATE \(name)")
+            }
+            return try blockingExecutePrepared(query)
+        }
+    }
+
+    private func isStalePreparedStatement(_ error: PostgresError) -> Bool {
+        error.sqlState == "26000" || (error.sqlState == "0A000" && error.message.contains("cached plan"))
+    }
+
+    private func blockingExecutePrepared(_ query: PostgresQuery) throws -> PostgresRows {
+        let binds = query.binds
+        var name: String
+        if let cached = statements[query.sql] {
+            name = cached
+        } else if statements.count < Self.maxCachedStatements {
+            name = "s\(statements.count + 1)"
+            let types = binds.types.map { Oid($0) }
+            let prepared = types.withUnsafeBufferPointer { types in
+                PQprepare(pointer, name, query.sql, Int32(binds.count), types.baseAddress)
+            }
+            _ = try check(prepared)
+            statements[query.sql] = name
+        } else {
+            name = ""  // unnamed statement: too many distinct statements on this connection
+            let types = binds.types.map { Oid($0) }
+            let prepared = types.withUnsafeBufferPointer { types in
+                PQprepare(pointer, "", query.sql, Int32(binds.count), types.baseAddress)
+            }
+            _ = try check(prepared)
+        }
+        let values: [UnsafeMutablePointer<CChar>?] = binds.values.map { $0.map { strdup($0) } ?? nil }
+        defer { values.forEach { free($0) } }
+        let result = values.map { UnsafePointer($0) }.withUnsafeBufferPointer { values in
+            PQexecPrepared(pointer, name, Int32(binds.count), values.baseAddress, nil, nil, 0)
+        }
+        return try check(result)
+    }
+
+    /// Turns a `PGresult` into rows, or into an error carrying the server's diagnostics.
+    private func check(_ result: OpaquePointer?) throws -> PostgresRows {
+        guard let result else {
+            let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
+            throw PostgresError(isOK ? .server : .connectionClosed, message: message)
+        }
+        let handle = ResultHandle(result)
+        switch PQresultStatus(result) {
+        case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY:
+            return PostgresRows(handle: handle)
+        default:
+            func field(_ code: Character) -> String? {
+                guard let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+                return String(cString: value)
+            }
+            let sqlState = field("C")
+            let message = field("M") ?? String(cString: PQresultErrorMessage(result)).trimmingTrailingNewlines()
+            let kind: PostgresError.Kind = (sqlState == nil && !isOK) ? .connectionClosed : .server
+            throw PostgresError(
+                kind, message: message, sqlState: sqlState, detail: field("D"), hint: field("H"),
+                constraint: field("n"), table: field("t"), column: field("c"))
+        }
+    }
+
+    // MARK: Notifications
+
+    /// A notification received from `LISTEN`.
+    public struct Notification: Sendable {
+        public var channel: String
+        public var payload: String
+        public var backendPID: Int32
+    }
+
+    /// Reads whatever the server has sent without blocking and returns the notifications
+    /// received so far. Call after the socket became readable.
+    public func consumeNotifications() throws -> [Notification] {
+        guard PQconsumeInput(pointer) == 1 else {
+            throw PostgresError(.connectionClosed, message: String(cString: PQerrorMessage(pointer)))
+        }
+        var notifications: [Notification] = []
+        while let notify = PQnotifies(pointer) {
+            let value = notify.pointee
+            notifications.append(
+                Notification(
+                    channel: String(cString: value.relname), payload: String(cString: value.extra),
+                    backendPID: value.be_pid))
+            PQfreemem(notify)
+        }
+        return notifications
+    }
+}
+
+extension String {
+    func trimmingTrailingNewlines() -> String {
+        var text = self
+        while text.last == "\n" || text.last == " " { text.removeLast() }
+        return text
+    }
+}

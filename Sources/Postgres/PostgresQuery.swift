@@ -1,0 +1,82 @@
+/// A SQL statement with its bound parameters.
+///
+/// Built by string interpolation: every interpolated value becomes a `$N` placeholder and
+/// a bind, so values never reach the SQL text.
+///
+///     let query: PostgresQuery = "SELECT name FROM users WHERE id = \(userID)"
+///
+/// The only way to splice raw text is the explicitly named `\(unescaped: ...)`.
+public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolation {
+    public var sql: String
+    public var binds: PostgresBindings
+
+    public init(unsafeSQL sql: String, binds: PostgresBindings = PostgresBindings()) {
+        self.sql = sql
+        self.binds = binds
+    }
+
+    public init(stringLiteral value: String) {
+        self.sql = value
+        self.binds = PostgresBindings()
+    }
+
+    public init(stringInterpolation: StringInterpolation) {
+        self.sql = stringInterpolation.sql
+        self.binds = stringInterpolation.binds
+    }
+
+    public struct StringInterpolation: StringInterpolationProtocol {
+        public var sql: String
+        public var binds: PostgresBindings
+
+        public init(literalCapacity: Int, interpolationCount: Int) {
+            self.sql = ""
+            self.sql.reserveCapacity(literalCapacity + interpolationCount * 3)
+            self.binds = PostgresBindings(capacity: interpolationCount)
+        }
+
+        public mutating func appendLiteral(_ literal: String) {
+            sql.append(literal)
+        }
+
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value) {
+            binds.append(value)
+            sql.append("$\(binds.count)")
+        }
+
+        public mutating func appendInterpolation<Value: PostgresEncodable>(_ value: Value?) {
+            binds.append(value)
+            sql.append("$\(binds.count)")
+        }
+
+        /// Splices raw SQL text. Never pass user input here.
+        public mutating func appendInterpolation(unescaped text: String) {
+            sql.append(text)
+        }
+    }
+}
+
+/// The parameters of a query, in text format with their type OIDs.
+public struct PostgresBindings: Sendable, Hashable {
+    public private(set) var values: [String?] = []
+    public private(set) var types: [UInt32] = []
+
+    public init() {}
+
+    public init(capacity: Int) {
+        values.reserveCapacity(capacity)
+        types.reserveCapacity(capacity)
+    }
+
+    public var count: Int { values.count }
+
+    public mutating func append<Value: PostgresEncodable>(_ value: Value) {
+        values.append(value.postgresText)
+        types.append(Value.postgresType.oid)
+    }
+
+    public mutating func append<Value: PostgresEncodable>(_ value: Value?) {
+        values.append(value?.postgresText)
+        types.append(Value.postgresType.oid)
+    }
+}

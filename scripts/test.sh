@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against a throwaway PostgreSQL (.pgdata-test/, port 54330)
+# with a freshly created database. Extra arguments go to `swift test`.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+cd "$ROOT"
+ensure_packages
+
+start_local_postgres "$ROOT/.pgdata-test" "${TEST_PG_PORT:-54330}"
+trap 'stop_local_postgres "$ROOT/.pgdata-test"' EXIT
+recreate_database
+
+export MIGRATIONS_DIR="$ROOT/sql"
+log "building"
+swift build --build-tests
+log "migrating with psql -1 -f (checks that the files apply by hand too), then with chat-server migrate"
+for file in "$ROOT"/sql/[0-9]*.sql; do
+    psql -q -X -v ON_ERROR_STOP=1 -1 -f "$file" "$DATABASE_URL" >/dev/null
+done
+recreate_database
+"$(swift build --show-bin-path)/chat-server" migrate
+log "running tests"
+swift test --skip-build "$@"
