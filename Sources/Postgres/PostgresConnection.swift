@@ -114,12 +114,20 @@ public final class PostgresConnection: @unchecked Sendable {
     /// terminated the backend or restarted leaves the socket readable with an error or EOF,
     /// which `PQconsumeInput` turns into a bad status.
     func checkAliveWithoutBlocking() -> Bool {
-        guard isOK else { return false }
-        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        let ready = poll(&descriptor, 1, 0)
-        if ready < 0 { return false }
-        if ready == 0 { return true }
-        return PQconsumeInput(pointer) == 1 && isOK && PQisBusy(pointer) == 0
+        // A terminated backend first sends an ErrorResponse, then closes the socket: keep
+        // reading while data is waiting, so the EOF after the message is seen too.
+        for _ in 0..<4 {
+            guard isOK else { return false }
+            var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&descriptor, 1, 0)
+            if ready < 0 { return false }
+            if ready == 0 { return true }
+            if descriptor.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 && descriptor.revents & Int16(POLLIN) == 0 {
+                return false
+            }
+            guard PQconsumeInput(pointer) == 1, PQisBusy(pointer) == 0 else { return false }
+        }
+        return isOK
     }
 
     // MARK: Queries
