@@ -93,6 +93,7 @@ let package = Package(
                 "ChatServer",
                 "ChatCore",
                 "Postgres",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],

@@ -105,7 +105,7 @@ CREATE INDEX messages_room_message_idx ON messages (room_id, message_id DESC);
 CREATE FUNCTION messages_assign_id() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    UPDATE rooms SET last_message_at = NEW.created_at WHERE room_id = NEW.room_id;
+    UPDATE rooms SET last_message_at = GREATEST(last_message_at, NEW.created_at) WHERE room_id = NEW.room_id;
     NEW.message_id := nextval('messages_message_id_seq');
     RETURN NEW;
 END

@@ -76,7 +76,7 @@ public struct MessageStore: Sendable {
                 rows = try await connection.query(
                     """
                     \(unescaped: select) WHERE m.room_id = \(roomID)
-                    ORDER BY m.message_id DESC LIMIT \(size + 1) OFFSET \((page - 1) * size)
+                    ORDER BY m.message_id DESC LIMIT \(size + 1) OFFSET \(offset(page: page, size: size))
                     """)
             case .before(let id, let pageSize):
                 size = pageSize
@@ -193,7 +193,8 @@ public struct MessageStore: Sendable {
                 """
                 WITH m AS (
                     UPDATE messages SET is_deleted = true, deleted_at = now(), updated_at = now(),
-                        message_content = NULL, file_path = NULL, file_name = NULL, file_size = NULL
+                        message_content = NULL, file_path = NULL, file_name = NULL, file_size = NULL,
+                        file_content_type = NULL
                     WHERE message_id = \(messageID) RETURNING *
                 )
                 SELECT \(unescaped: SQLColumns.message) FROM m JOIN users u ON u.user_id = m.sender_id
@@ -228,7 +229,7 @@ public struct MessageStore: Sendable {
                     UPDATE room_participants SET
                         last_read_at = CASE
                             WHEN \(target.id) > last_read_message_id OR \(target.readAt) IS NULL
-                            THEN COALESCE(\(target.readAt), now()) ELSE last_read_at END,
+                            THEN GREATEST(last_read_at, COALESCE(\(target.readAt), now())) ELSE last_read_at END,
                         last_read_message_id = GREATEST(last_read_message_id, \(target.id))
                     WHERE room_id = \(roomID) AND user_id = \(userID)
                     RETURNING room_id, user_id, last_read_at, last_read_message_id, read_receipt_enabled
@@ -258,7 +259,7 @@ extension PostgresConnection {
             let row = try await queryOptionalRow(
                 """
                 SELECT \(unescaped: SQLColumns.message) FROM messages m JOIN users u ON u.user_id = m.sender_id
-                WHERE m.message_id = \(messageID) AND m.room_id = \(roomID) FOR UPDATE OF m
+                WHERE m.message_id = \(messageID) AND m.room_id = \(roomID) FOR NO KEY UPDATE OF m
                 """)
         else { throw ChatError.notFound("Message not found") }
         return try Message(row: row)

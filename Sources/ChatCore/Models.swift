@@ -107,3 +107,9 @@ public enum MessageWindow: Sendable, Equatable {
     /// The `size` oldest messages with id > `id`, oldest first.
     case after(id: Int64, size: Int)
 }
+
+/// The row offset of 1-based page `page`; saturates instead of overflowing for huge pages.
+func offset(page: Int, size: Int) -> Int {
+    let (value, overflow) = (page - 1).multipliedReportingOverflow(by: size)
+    return overflow ? Int.max : value
+}

@@ -19,6 +19,8 @@ public struct NewRoom: Sendable {
 /// Rooms and their membership.
 public struct RoomStore: Sendable {
     public static let defaultMaxParticipants = 100
+    /// Upper bound on ids in one request body, checked before any other work.
+    public static let maxIDsPerRequest = 1000
 
     let db: PostgresClient
     let events: any ChatEventSink
@@ -43,7 +45,7 @@ public struct RoomStore: Sendable {
                 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id AND r.is_active
                 WHERE p.user_id = \(userID) AND p.is_active
                 ORDER BY COALESCE(r.last_message_at, r.updated_at) DESC, r.room_id DESC
-                LIMIT \(size) OFFSET \((page - 1) * size)
+                LIMIT \(size) OFFSET \(offset(page: page, size: size))
                 """)
             return (try rows.map(RoomSummary.init(row:)), total)
         }
@@ -52,8 +54,10 @@ public struct RoomStore: Sendable {
     /// Creates a room. For a direct room that already exists between the two users, returns
     /// it with `created == false` (and makes both users active in it again).
     public func create(_ new: NewRoom, by creator: User) async throws -> (summary: RoomSummary, created: Bool) {
-        var others: [Int64] = []
-        for id in new.participantIDs where id != creator.id && !others.contains(id) { others.append(id) }
+        guard new.participantIDs.count <= Self.maxIDsPerRequest else {
+            throw ChatError.invalid("participant_ids may name at most \(Self.maxIDsPerRequest) users")
+        }
+        let others = uniqued(new.participantIDs.filter { $0 != creator.id })
         let description = try Validation.roomDescription(new.description)
         switch new.type {
         case .direct:
@@ -69,7 +73,8 @@ public struct RoomStore: Sendable {
         var name = try new.name.map(Validation.roomName)
         if new.type == .group, name == nil { throw ChatError.invalid("room_name is required for a group room") }
 
-        let result: (RoomSummary, Bool) = try await db.withTransaction { connection in
+        let result: (summary: RoomSummary, created: Bool, rejoined: [Participant]) = try await db.withTransaction {
+            connection in
             let known = try await connection.query(
                 "SELECT user_id, user_name FROM users WHERE user_id = ANY(\(others)) AND is_active")
             var names: [Int64: String] = [:]
@@ -86,25 +91,8 @@ public struct RoomStore: Sendable {
                 let other = others[0]
                 name = name ?? names[other]
                 let (low, high) = (min(creator.id, other), max(creator.id, other))
-                if let row = try await connection.queryOptionalRow(
-                    """
-                    INSERT INTO rooms (room_name, room_type, room_description, created_by, direct_user_low, direct_user_high)
-                    VALUES (\(name!), 'direct', \(description), \(creator.id), \(low), \(high))
-                    ON CONFLICT (direct_user_low, direct_user_high) WHERE room_type = 'direct' AND is_active DO NOTHING
-                    RETURNING room_id
-                    """)
-                {
-                    roomID = try row.decode(Int64.self, column: 0)
-                    created = true
-                } else {
-                    roomID = try await connection.queryRow(
-                        """
-                        SELECT room_id FROM rooms
-                        WHERE room_type = 'direct' AND is_active AND direct_user_low = \(low) AND direct_user_high = \(high)
-                        """
-                    ).decode(Int64.self, column: 0)
-                    created = false
-                }
+                (roomID, created) = try await connection.createDirectRoom(
+                    name: name!, description: description, creator: creator.id, low: low, high: high)
             case .group:
                 roomID = try await connection.queryRow(
                     """
@@ -115,20 +103,24 @@ public struct RoomStore: Sendable {
                 ).decode(Int64.self, column: 0)
                 created = true
             }
-            try await connection.execute(
-                """
-                INSERT INTO room_participants (room_id, user_id)
-                SELECT \(roomID), unnest(\(members))
-                ON CONFLICT (room_id, user_id) DO UPDATE SET is_active = true, left_at = NULL
-                    WHERE NOT room_participants.is_active
-                """)
+            let joined = try await connection.activate(members, in: roomID)
             let summary = try await connection.summary(roomID: roomID, userID: creator.id)
-            return (summary, created)
+            return (summary, created, created ? [] : joined)
         }
-        if result.1 {
-            await events.publish(.roomCreated(roomID: result.0.room.id, participantIDs: [creator.id] + others))
+        if result.created {
+            await events.publish(.roomCreated(roomID: result.summary.room.id, participantIDs: [creator.id] + others))
         }
-        return result
+        for participant in result.rejoined {
+            await events.publish(
+                .participantJoined(roomID: participant.roomID, userID: participant.userID, userName: participant.userName))
+        }
+        return (result.summary, result.created)
+    }
+
+    /// Throws `.notFound` unless the room exists and is active, `.forbidden` unless the user
+    /// is one of its active participants. Routes call it before looking at a request body.
+    public func requireParticipant(roomID: Int64, userID: Int64) async throws {
+        _ = try await db.withConnection { try await $0.roomAccess(roomID: roomID, userID: userID) }
     }
 
     public func room(id roomID: Int64, for userID: Int64) async throws -> Room {
@@ -147,8 +139,10 @@ public struct RoomStore: Sendable {
 
     /// Adds users to a group room (any participant may); users who had left become active again.
     public func addParticipants(roomID: Int64, userIDs: [Int64], by userID: Int64) async throws -> [Participant] {
-        var ids: [Int64] = []
-        for id in userIDs where !ids.contains(id) { ids.append(id) }
+        guard userIDs.count <= Self.maxIDsPerRequest else {
+            throw ChatError.invalid("user_ids may name at most \(Self.maxIDsPerRequest) users")
+        }
+        let ids = uniqued(userIDs)
         guard !ids.isEmpty else { throw ChatError.invalid("user_ids must name at least one user") }
         let (participants, joined): ([Participant], [Participant]) = try await db.withTransaction { connection in
             let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
@@ -167,18 +161,11 @@ public struct RoomStore: Sendable {
             guard before.count + newIDs.count <= access.maxParticipants else {
                 throw ChatError.notAllowed("The room is full (at most \(access.maxParticipants) participants)")
             }
-            if !newIDs.isEmpty {
-                try await connection.execute(
-                    """
-                    INSERT INTO room_participants (room_id, user_id)
-                    SELECT \(roomID), unnest(\(newIDs))
-                    ON CONFLICT (room_id, user_id) DO UPDATE
-                        SET is_active = true, left_at = NULL, joined_at = now()
-                    """)
+            let joined = try await connection.activate(newIDs, in: roomID)
+            if !joined.isEmpty {
                 try await connection.execute("UPDATE rooms SET updated_at = now() WHERE room_id = \(roomID)")
             }
-            let after = try await connection.activeParticipants(roomID: roomID)
-            return (after, after.filter { newIDs.contains($0.userID) })
+            return (try await connection.activeParticipants(roomID: roomID), joined)
         }
         for participant in joined {
             await events.publish(
@@ -213,7 +200,64 @@ public struct RoomStore: Sendable {
     }
 }
 
+/// The ids in their first order, without repeats.
+func uniqued(_ ids: [Int64]) -> [Int64] {
+    var seen = Set<Int64>()
+    return ids.filter { seen.insert($0).inserted }
+}
+
 extension PostgresConnection {
+    /// Inserts the direct room of a pair, or finds the active one that exists. The partial
+    /// unique index makes concurrent creates for the same pair wait for each other.
+    func createDirectRoom(name: String, description: String?, creator: Int64, low: Int64, high: Int64)
+        async throws -> (roomID: Int64, created: Bool)
+    {
+        for _ in 0..<5 {
+            if let row = try await queryOptionalRow(
+                """
+                INSERT INTO rooms (room_name, room_type, room_description, created_by, direct_user_low, direct_user_high)
+                VALUES (\(name), 'direct', \(description), \(creator), \(low), \(high))
+                ON CONFLICT (direct_user_low, direct_user_high) WHERE room_type = 'direct' AND is_active DO NOTHING
+                RETURNING room_id
+                """)
+            {
+                return (try row.decode(Int64.self, column: 0), true)
+            }
+            if let row = try await queryOptionalRow(
+                """
+                SELECT room_id FROM rooms
+                WHERE room_type = 'direct' AND is_active AND direct_user_low = \(low) AND direct_user_high = \(high)
+                """)
+            {
+                return (try row.decode(Int64.self, column: 0), false)
+            }
+            // The conflicting room was deactivated in between: try to insert again.
+        }
+        throw ChatError.conflict("The direct room changed concurrently, try again")
+    }
+
+    /// Makes the users active participants of the room: inserted, or reactivated when they
+    /// had left (their read position moves to the room's newest message, so what was sent
+    /// while they were away does not count as unread). Returns those who were not active.
+    func activate(_ userIDs: [Int64], in roomID: Int64) async throws -> [Participant] {
+        guard !userIDs.isEmpty else { return [] }
+        return try await query(
+            """
+            WITH newest AS (SELECT COALESCE(max(message_id), 0) AS id FROM messages WHERE room_id = \(roomID)),
+            p AS (
+                INSERT INTO room_participants (room_id, user_id, last_read_message_id)
+                SELECT \(roomID), ids.user_id, 0 FROM unnest(\(userIDs)) AS ids(user_id)
+                ON CONFLICT (room_id, user_id) DO UPDATE
+                    SET is_active = true, left_at = NULL, joined_at = now(),
+                        last_read_message_id = GREATEST(room_participants.last_read_message_id, (SELECT id FROM newest))
+                    WHERE NOT room_participants.is_active
+                RETURNING *
+            )
+            SELECT \(unescaped: SQLColumns.participant) FROM p JOIN users u ON u.user_id = p.user_id ORDER BY p.id
+            """
+        ).map(Participant.init(row:))
+    }
+
     func summary(roomID: Int64, userID: Int64) async throws -> RoomSummary {
         try RoomSummary(
             row: try await queryRow(

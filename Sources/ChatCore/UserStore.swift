@@ -27,10 +27,15 @@ public struct UserStore: Sendable {
                 if error.constraint == "users_login_name_key" {
                     throw ChatError.conflict("user_name is already taken")
                 }
-                continue
+                // An id taken by a token user: move the sequence past every existing id.
+                try await db.execute(
+                    """
+                    SELECT setval(pg_get_serial_sequence('users', 'user_id'),
+                        GREATEST((SELECT max(user_id) FROM users), 1))
+                    """)
             }
         }
-        throw ChatError.conflict("could not allocate a user id")
+        throw PostgresError(.server, message: "could not allocate a user id")
     }
 
     /// The active account registered under `name` and its password hash.

@@ -87,6 +87,9 @@ public struct AppConfiguration: Sendable {
         }
         let secret: String
         if let configured = value("JWT_SECRET") {
+            guard configured.utf8.count >= 32 else {
+                throw Invalid(description: "JWT_SECRET must be at least 32 bytes (HS256 keys shorter than the hash are weak)")
+            }
             secret = configured
         } else if development {
             secret = developmentJWTSecret

@@ -63,8 +63,10 @@ func buildRouter(
         authenticated: Routes(group: router.group("auth").add(middleware: auth), prefix: "auth", registry: registry))
 
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
-    RoomController(rooms: RoomStore(db: postgres, events: events)).addRoutes(to: chat)
-    MessageController(messages: MessageStore(db: postgres, events: events), files: files).addRoutes(to: chat)
+    let rooms = RoomStore(db: postgres, events: events)
+    RoomController(rooms: rooms).addRoutes(to: chat)
+    MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files)
+        .addRoutes(to: chat)
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router

@@ -4,6 +4,7 @@ import Hummingbird
 /// `/chat/rooms/{room_id}/messages...` and `/read`.
 struct MessageController {
     let messages: MessageStore
+    let rooms: RoomStore
     let files: FileURLs
 
     struct SendMessageRequest: Decodable {
@@ -26,7 +27,7 @@ struct MessageController {
             let user = try context.requireUser()
             let roomID = try context.pathID("room_id")
             let size = try request.queryInt("size", default: 50, in: 1...MessageStore.maxPageSize)!
-            let page = try request.queryInt("page", default: 1, in: 1...1_000_000)!
+            let page = try request.queryInt("page", default: 1, in: 1...Int.max)!
             let window: MessageWindow
             switch (try request.queryID("before_id"), try request.queryID("after_id")) {
             case (.some, .some): throw APIError.validation("before_id and after_id cannot be combined")
@@ -42,6 +43,7 @@ struct MessageController {
         routes.on("rooms/:room_id/messages", .post) { request, context in
             let user = try context.requireUser()
             let roomID = try context.pathID("room_id")
+            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             if let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/") {
                 throw APIError.validation("File uploads (multipart/form-data) are not supported yet")
             }
@@ -60,10 +62,11 @@ struct MessageController {
         }
         routes.on("rooms/:room_id/messages/:message_id", .put) { request, context in
             let user = try context.requireUser()
+            let (roomID, messageID) = (try context.pathID("room_id"), try context.pathID("message_id"))
+            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             let body = try await request.decodeJSON(EditMessageRequest.self, context: context)
             let message = try await messages.edit(
-                roomID: try context.pathID("room_id"), messageID: try context.pathID("message_id"), by: user.id,
-                content: body.messageContent)
+                roomID: roomID, messageID: messageID, by: user.id, content: body.messageContent)
             return MessageResponse(message, files: files)
         }
         routes.on("rooms/:room_id/messages/:message_id", .delete) { _, context in
@@ -75,6 +78,7 @@ struct MessageController {
         routes.on("rooms/:room_id/read", .post) { request, context in
             let user = try context.requireUser()
             let roomID = try context.pathID("room_id")
+            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             let body = try await request.decodeJSON(ReadRequest.self, context: context, allowEmpty: true)
             let state = try await messages.markRead(roomID: roomID, userID: user.id, upTo: body?.messageId)
             return ReadResponse(

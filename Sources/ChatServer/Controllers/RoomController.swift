@@ -19,7 +19,7 @@ struct RoomController {
     func addRoutes(to routes: Routes) {
         routes.on("rooms", .get) { request, context in
             let user = try context.requireUser()
-            let page = try request.queryInt("page", default: 1, in: 1...1_000_000)!
+            let page = try request.queryInt("page", default: 1, in: 1...Int.max)!
             let size = try request.queryInt("size", default: 100, in: 1...500)!
             let (rooms, total) = try await rooms.rooms(for: user.id, page: page, size: size)
             return RoomListResponse(rooms: rooms.map(RoomSummaryResponse.init), totalCount: total)
@@ -47,9 +47,10 @@ struct RoomController {
         }
         routes.on("rooms/:room_id/participants", .post) { request, context in
             let user = try context.requireUser()
+            let roomID = try context.pathID("room_id")
+            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             let body = try await request.decodeJSON(AddParticipantsRequest.self, context: context)
-            let participants = try await rooms.addParticipants(
-                roomID: try context.pathID("room_id"), userIDs: body.userIds, by: user.id)
+            let participants = try await rooms.addParticipants(roomID: roomID, userIDs: body.userIds, by: user.id)
             return ParticipantListResponse(participants)
         }
         routes.on("rooms/:room_id/participants/:user_id", .delete) { _, context in

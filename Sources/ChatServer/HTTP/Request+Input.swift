@@ -42,7 +42,10 @@ extension Request {
     func queryInt(_ name: String, default defaultValue: Int? = nil, in range: ClosedRange<Int>) throws -> Int? {
         guard let text = uri.queryParameters.get(name) else { return defaultValue }
         guard let value = Int(text), range.contains(value) else {
-            throw APIError.validation("\(name) must be an integer in \(range.lowerBound)...\(range.upperBound)")
+            let bounds =
+                range.upperBound == Int.max
+                ? "an integer >= \(range.lowerBound)" : "an integer in \(range.lowerBound)...\(range.upperBound)"
+            throw APIError.validation("\(name) must be \(bounds)")
         }
         return value
     }

@@ -1,0 +1,137 @@
+import Foundation
+import JWTKit
+import Testing
+
+@testable import ChatServer
+
+@Suite struct AuthTests {
+    @Test func registerLoginAndMe() async throws {
+        try await withApp { api in
+            let name = "박주호-\(UInt32.random(in: 0...UInt32.max))"
+            let registered = try await api.request(
+                .post, "/auth/register", json: ["user_name": "  \(name)  ", "password": "correct horse"])
+            #expect(registered.status == .created, "\(registered.raw)")
+            expectKeys(registered.object, ["user_id", "user_name", "created_at"])
+            #expect(registered["user_name"] as? String == name)  // trimmed
+            expectTimestamp(registered["created_at"])
+
+            let again = try await api.request(.post, "/auth/register/", json: ["user_name": name, "password": "whatever1"])
+            #expect(again.status == .conflict)
+            #expect(again.detail != nil)
+
+            let login = try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "correct horse"])
+            #expect(login.status == .ok, "\(login.raw)")
+            expectKeys(login.object, ["access_token", "token_type", "expires_in", "user_id", "user_name"])
+            #expect(login["token_type"] as? String == "bearer")
+            #expect(login.int("expires_in") == 86_400)
+            #expect(login.int("user_id") == registered.int("user_id"))
+
+            let token = try #require(login["access_token"] as? String)
+            let me = try await api.request(.get, "/auth/me/", token: token)
+            #expect(me.status == .ok)
+            expectKeys(me.object, ["user_id", "user_name"])
+            #expect(me["user_name"] as? String == name)
+
+            let wrongPassword = try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "wrong pass"])
+            let unknownUser = try await api.request(
+                .post, "/auth/login", json: ["user_name": "nobody-\(UInt64.random(in: 0...UInt64.max))", "password": "wrong pass"])
+            #expect(wrongPassword.status == .unauthorized)
+            #expect(unknownUser.status == .unauthorized)
+            #expect(wrongPassword.detail == unknownUser.detail)
+            #expect(wrongPassword.headers[.wwwAuthenticate] == "Bearer")
+        }
+    }
+
+    @Test func registrationValidation() async throws {
+        try await withApp { api in
+            let cases: [[String: Any]] = [
+                ["user_name": "ok-name", "password": "short"],
+                ["user_name": "ok-name", "password": String(repeating: "p", count: 129)],
+                ["user_name": "   ", "password": "long enough"],
+                ["user_name": String(repeating: "가", count: 51), "password": "long enough"],
+                ["user_name": "ok-name"],
+                ["user_name": 5, "password": "long enough"],
+                ["user_name": "nul\u{0}name", "password": "long enough"],
+            ]
+            for body in cases {
+                let response = try await api.request(.post, "/auth/register", json: body)
+                #expect(response.status == .unprocessableContent, "\(body) -> \(response.raw)")
+                #expect(response.detail != nil)
+            }
+            let fifty = try await api.request(
+                .post, "/auth/register",
+                json: ["user_name": String(repeating: "가", count: 45) + String(UInt16.random(in: 10000...65000)), "password": "12345678"])
+            #expect(fifty.status == .created, "\(fifty.raw)")
+        }
+    }
+
+    @Test func tokenFailuresAre401WithBearerChallenge() async throws {
+        try await withApp { api in
+            let keys = JWTKeyCollection()
+            await keys.add(hmac: HMACKey(from: TestAPI.secret), digestAlgorithm: .sha256)
+            let otherKeys = JWTKeyCollection()
+            await otherKeys.add(hmac: HMACKey(from: "another-secret-that-is-long-enough-for-hs256-and-more-bytes-besides"), digestAlgorithm: .sha256)
+            let hs512 = JWTKeyCollection()
+            await hs512.add(hmac: HMACKey(from: TestAPI.secret), digestAlgorithm: .sha512)
+
+            struct NoExp: JWTPayload {
+                var sub: String
+                func verify(using algorithm: some JWTAlgorithm) async throws {}
+            }
+            let claims = AccessTokenClaims(
+                sub: "77", name: nil, exp: ExpirationClaim(value: Date().addingTimeInterval(600)), iat: nil)
+            func base64URL(_ text: String) -> String {
+                Data(text.utf8).base64EncodedString().replacingOccurrences(of: "+", with: "-")
+                    .replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+            }
+            let unsigned =
+                base64URL(#"{"alg":"none","typ":"JWT"}"#) + "."
+                + base64URL(#"{"sub":"77","exp":\#(Int(Date().timeIntervalSince1970) + 600)}"#) + "."
+            let tokens: [(String, String?)] = [
+                ("missing", nil),
+                ("expired", try await TestAPI.token(sub: "77", name: nil, expiresIn: -60)),
+                ("no exp", try await keys.sign(NoExp(sub: "77"))),
+                ("other key", try await otherKeys.sign(claims)),
+                ("HS512", try await hs512.sign(claims)),
+                ("alg none", unsigned),
+                ("garbage", "not.a.jwt"),
+                ("sub not a number", try await TestAPI.token(sub: "abc", name: nil)),
+                ("sub zero", try await TestAPI.token(sub: "0", name: nil)),
+            ]
+            for (label, token) in tokens {
+                let response = try await api.request(.get, "/chat/rooms/", token: token)
+                #expect(response.status == .unauthorized, "\(label): \(response.raw)")
+                #expect(response.headers[.wwwAuthenticate] == "Bearer", "\(label)")
+                #expect(response.detail != nil, "\(label)")
+            }
+            let basic = try await api.request(.get, "/chat/rooms", headers: [.authorization: "Basic dXNlcjpwYXNz"])
+            #expect(basic.status == .unauthorized)
+        }
+    }
+
+    @Test func tokenUsersAreCreatedAndRenamedFromClaims() async throws {
+        try await withApp { api in
+            let id = Int64.random(in: 1_000_000_000...4_000_000_000_000)
+            // sub as a JSON number, no name claim: the user is created as user<ID>.
+            let keys = JWTKeyCollection()
+            await keys.add(hmac: HMACKey(from: TestAPI.secret), digestAlgorithm: .sha256)
+            struct NumericSub: JWTPayload {
+                var sub: Int64
+                var exp: ExpirationClaim
+                func verify(using algorithm: some JWTAlgorithm) async throws {}
+            }
+            let numeric = try await keys.sign(NumericSub(sub: id, exp: .init(value: Date().addingTimeInterval(600))))
+            let first = try await api.request(.get, "/auth/me", token: numeric)
+            #expect(first.status == .ok, "\(first.raw)")
+            #expect(first.int("user_id") == id)
+            #expect(first["user_name"] as? String == "user\(id)")
+
+            let named = try await TestAPI.token(sub: String(id), name: "김철수")
+            #expect(try await api.request(.get, "/auth/me", token: named)["user_name"] as? String == "김철수")
+            let renamed = try await TestAPI.token(sub: String(id), name: "김철수2")
+            #expect(try await api.request(.get, "/auth/me", token: renamed)["user_name"] as? String == "김철수2")
+            // A token without a name keeps the current one.
+            #expect(try await api.request(.get, "/auth/me", token: numeric)["user_name"] as? String == "김철수2")
+        }
+    }
+}

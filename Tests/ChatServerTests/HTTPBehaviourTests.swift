@@ -1,0 +1,100 @@
+import Foundation
+import Testing
+
+@testable import ChatServer
+
+@Suite struct HTTPBehaviourTests {
+    @Test func healthReadyAndMetrics() async throws {
+        try await withApp { api in
+            let health = try await api.request(.get, "/health")
+            #expect(health.status == .ok)
+            #expect(health["status"] as? String == "ok")
+            #expect(try await api.request(.get, "/ready").status == .ok)
+            let metrics = try await api.request(.get, "/metrics")
+            #expect(metrics.status == .ok)
+            #expect(metrics.raw.contains("db_pool_connections_open"))
+        }
+    }
+
+    @Test func readyIs503WhenTheDatabaseIsUnreachable() async throws {
+        try await withApp(configure: {
+            $0.databaseURL = "postgresql://nobody@127.0.0.1:1/none"
+            $0.migrateOnStart = false
+        }) { api in
+            let ready = try await api.request(.get, "/ready")
+            #expect(ready.status == .serviceUnavailable)
+            #expect(ready.detail != nil)
+            #expect(try await api.request(.get, "/health").status == .ok)
+            // An API call that needs the database is 503 too, with no internals in the body.
+            let token = try await TestAPI.token(sub: "5", name: nil)
+            let rooms = try await api.request(.get, "/chat/rooms/", token: token)
+            #expect(rooms.status == .serviceUnavailable)
+            #expect(rooms.detail?.contains("127.0.0.1") == false)
+        }
+    }
+
+    @Test func unknownRoutesAndWrongMethodsUseDetailBodies() async throws {
+        try await withApp { api in
+            let user = try await api.makeUser()
+            let missing = try await api.request(.get, "/no/such/route", token: user.token)
+            #expect(missing.status == .notFound)
+            #expect(missing.detail != nil)
+            let wrongMethod = try await api.request(.patch, "/chat/rooms/", token: user.token)
+            #expect(wrongMethod.status == .methodNotAllowed)
+            #expect(wrongMethod.detail != nil)
+            #expect(wrongMethod.headers[.allow]?.contains("GET") == true)
+            #expect(try await api.request(.delete, "/auth/login").status == .methodNotAllowed)
+        }
+    }
+
+    @Test func pathsWorkWithAndWithoutTrailingSlash() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            for path in [
+                "/chat/rooms", "/chat/rooms/", "/chat/rooms/\(room)", "/chat/rooms/\(room)/",
+                "/chat/rooms/\(room)/participants", "/chat/rooms/\(room)/participants/",
+                "/chat/rooms/\(room)/messages", "/chat/rooms/\(room)/messages/",
+            ] {
+                let response = try await api.request(.get, path, token: a.token)
+                #expect(response.status == .ok, "\(path): \(response.raw)")
+            }
+        }
+    }
+
+    @Test func malformedBodiesAre422AndOversizedAre413() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            let path = "/chat/rooms/\(room)/messages/"
+            for raw in ["{", "[]", "\"text\"", "{\"message_content\": 5}", "{\"message_content\": null}",
+                "{\"message_content\": \"x\", \"reply_to_message_id\": \"1\"}",
+                "{\"message_content\": \"x\", \"reply_to_message_id\": 1.5}",
+                "{\"message_content\": \"x\", \"reply_to_message_id\": 99999999999999999999999}", ""]
+            {
+                let response = try await api.request(
+                    .post, path, token: a.token, rawBody: raw, headers: [.contentType: "application/json"])
+                #expect(response.status == .unprocessableContent, "\(raw): \(response.raw)")
+                #expect(response.detail != nil)
+            }
+            let huge = "{\"message_content\": \"" + String(repeating: "a", count: 2 << 20) + "\"}"
+            let tooLarge = try await api.request(.post, path, token: a.token, rawBody: huge)
+            #expect(tooLarge.status == .contentTooLarge)
+            #expect(tooLarge.detail != nil)
+            // Nothing was stored by any of these.
+            #expect(try await api.request(.get, path, token: a.token).int("total_count") == 0)
+        }
+    }
+
+    @Test func pathIDsAreValidated() async throws {
+        try await withApp { api in
+            let user = try await api.makeUser()
+            #expect(try await api.request(.get, "/chat/rooms/abc/", token: user.token).status == .unprocessableContent)
+            #expect(try await api.request(.get, "/chat/rooms/0/", token: user.token).status == .notFound)
+            #expect(try await api.request(.get, "/chat/rooms/-4/", token: user.token).status == .notFound)
+            #expect(
+                try await api.request(.get, "/chat/rooms/99999999999999999999/", token: user.token).status
+                    == .unprocessableContent)
+        }
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Hummingbird
+import HummingbirdTesting
+import JWTKit
+import Logging
+import Testing
+
+@testable import ChatServer
+
+/// Builds the real application against the test database (`DATABASE_URL`, started by
+/// `scripts/test.sh`) and runs `body` with a client that calls its router.
+func withApp<R: Sendable>(
+    configure: (inout AppConfiguration) -> Void = { _ in },
+    _ body: @Sendable @escaping (TestAPI) async throws -> R
+) async throws -> R {
+    guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+        throw TestSetupError(
+            description: "DATABASE_URL is not set: run the suite with scripts/test.sh, which starts a PostgreSQL for it")
+    }
+    var configuration = AppConfiguration(
+        databaseURL: url, port: 0, jwtSecret: TestAPI.secret, bcryptCost: 4, logLevel: .warning,
+        migrationsDirectory: TestAPI.sqlDirectory)
+    configure(&configuration)
+    var logger = Logger(label: "chat-tests")
+    logger.logLevel = .warning
+    let app = try await buildApplication(configuration: configuration, logger: logger)
+    return try await app.test(.router) { client in
+        try await body(TestAPI(client: client))
+    }
+}
+
+struct TestSetupError: Error, CustomStringConvertible {
+    var description: String
+}
+
+/// A test user: an id nobody else uses and a token for it.
+struct TestUser: Sendable {
+    var id: Int64
+    var name: String
+    var token: String
+}
+
+/// A parsed JSON response.
+struct JSONResponse: @unchecked Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var raw: String
+    var json: Any?
+
+    var object: [String: Any] { json as? [String: Any] ?? [:] }
+    var array: [[String: Any]] { json as? [[String: Any]] ?? [] }
+    var detail: String? { object["detail"] as? String }
+    subscript(key: String) -> Any? { object[key] }
+    func int(_ key: String) -> Int64? { (object[key] as? NSNumber)?.int64Value }
+    func list(_ key: String) -> [[String: Any]] { object[key] as? [[String: Any]] ?? [] }
+}
+
+struct TestAPI: Sendable {
+    static let secret = "test-secret-for-chat-server-tests-long-enough-for-hs256-and-hs512!"
+    static let sqlDirectory = URL(fileURLWithPath: #filePath)
+        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("sql").path
+
+    let client: any TestClientProtocol
+
+    @discardableResult
+    func request(
+        _ method: HTTPRequest.Method, _ path: String, token: String? = nil, json: Any? = nil, rawBody: String? = nil,
+        headers extraHeaders: HTTPFields = [:]
+    ) async throws -> JSONResponse {
+        var headers = extraHeaders
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        var body: ByteBuffer?
+        if let json {
+            headers[.contentType] = "application/json"
+            body = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json, options: [.fragmentsAllowed]))
+        } else if let rawBody {
+            body = ByteBuffer(string: rawBody)
+        }
+        let response = try await client.execute(uri: path, method: method, headers: headers, body: body)
+        let text = String(buffer: response.body)
+        let parsed = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        return JSONResponse(status: response.status, headers: response.headers, raw: text, json: parsed)
+    }
+
+    /// A user known to the server (created by its first authenticated request).
+    func makeUser(_ name: String? = nil) async throws -> TestUser {
+        let id = Int64.random(in: 1_000_000_000...4_000_000_000_000)
+        let name = name ?? "user-\(id)"
+        let token = try await Self.token(sub: String(id), name: name)
+        let me = try await request(.get, "/auth/me", token: token)
+        #expect(me.status == .ok, "\(me.raw)")
+        return TestUser(id: id, name: name, token: token)
+    }
+
+    static func token(sub: String, name: String?, expiresIn: TimeInterval = 3600) async throws -> String {
+        let keys = JWTKeyCollection()
+        await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)
+        return try await keys.sign(
+            AccessTokenClaims(
+                sub: sub, name: name, exp: ExpirationClaim(value: Date().addingTimeInterval(expiresIn)),
+                iat: IssuedAtClaim(value: Date())))
+    }
+
+    func makeGroup(_ owner: TestUser, with others: [TestUser], name: String = "group") async throws -> Int64 {
+        let response = try await request(
+            .post, "/chat/rooms/", token: owner.token,
+            json: ["room_name": name, "room_type": "group", "participant_ids": others.map(\.id)])
+        #expect(response.status == .created, "\(response.raw)")
+        return try #require(response.int("room_id"))
+    }
+
+    func makeDirect(_ owner: TestUser, _ other: TestUser) async throws -> Int64 {
+        let response = try await request(
+            .post, "/chat/rooms/", token: owner.token, json: ["room_type": "direct", "participant_ids": [other.id]])
+        #expect(response.status == .created || response.status == .ok, "\(response.raw)")
+        return try #require(response.int("room_id"))
+    }
+
+    @discardableResult
+    func send(_ user: TestUser, _ roomID: Int64, _ content: String, extra: [String: Any] = [:]) async throws -> JSONResponse {
+        var body: [String: Any] = ["message_content": content, "message_type": "text"]
+        body.merge(extra) { $1 }
+        return try await request(.post, "/chat/rooms/\(roomID)/messages/", token: user.token, json: body)
+    }
+}
+
+/// Asserts a UTC ISO 8601 timestamp with a `Z` suffix.
+func expectTimestamp(_ value: Any?, sourceLocation: SourceLocation = #_sourceLocation) {
+    guard let text = value as? String else {
+        Issue.record("expected a timestamp string, got \(String(describing: value))", sourceLocation: sourceLocation)
+        return
+    }
+    let pattern = #"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z$"#
+    #expect(text.range(of: pattern, options: .regularExpression) != nil, "\(text)", sourceLocation: sourceLocation)
+}
+
+func expectKeys(_ object: [String: Any], _ keys: Set<String>, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(Set(object.keys) == keys, sourceLocation: sourceLocation)
+}
