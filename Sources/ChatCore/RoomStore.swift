@@ -239,6 +239,8 @@ extension PostgresConnection {
     /// Makes the users active participants of the room: inserted, or reactivated when they
     /// had left (their read position moves to the room's newest message, so what was sent
     /// while they were away does not count as unread). Returns those who were not active.
+    /// Rows are locked in user-id order so that concurrent calls cannot deadlock, and rows
+    /// already active are not touched.
     func activate(_ userIDs: [Int64], in roomID: Int64) async throws -> [Participant] {
         guard !userIDs.isEmpty else { return [] }
         return try await query(
@@ -246,7 +248,10 @@ extension PostgresConnection {
             WITH newest AS (SELECT COALESCE(max(message_id), 0) AS id FROM messages WHERE room_id = \(roomID)),
             p AS (
                 INSERT INTO room_participants (room_id, user_id, last_read_message_id)
-                SELECT \(roomID), ids.user_id, 0 FROM unnest(\(userIDs)) AS ids(user_id)
+                SELECT \(roomID), ids.user_id, 0 FROM unnest(\(userIDs.sorted())) AS ids(user_id)
+                WHERE NOT EXISTS (SELECT 1 FROM room_participants a
+                                  WHERE a.room_id = \(roomID) AND a.user_id = ids.user_id AND a.is_active)
+                ORDER BY ids.user_id
                 ON CONFLICT (room_id, user_id) DO UPDATE
                     SET is_active = true, left_at = NULL, joined_at = now(),
                         last_read_message_id = GREATEST(room_participants.last_read_message_id, (SELECT id FROM newest))
