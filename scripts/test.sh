@@ -20,3 +20,5 @@ recreate_database
 "$(swift build --show-bin-path)/chat-server" migrate
 log "running tests"
 swift test --skip-build "$@"
+log "running the Postgres wrapper tests again in thread-pool I/O mode"
+POSTGRES_IO_MODE=threadPool swift test --skip-build --filter PostgresTests

@@ -105,8 +105,8 @@ public struct MessageStore: Sendable {
         let clientMessageID = try Validation.clientMessageID(draft.clientMessageID)
         let content: String?
         if draft.type.carriesFile {
-            guard let file = draft.file else { throw ChatError.invalid("file is required for \(draft.type.rawValue) messages") }
-            _ = file
+            guard draft.file != nil else { throw ChatError.invalid("file is required for \(draft.type.rawValue) messages") }
+            // The caption is optional for file messages.
             content = try draft.content.flatMap { $0.isEmpty ? nil : try Validation.messageContent($0) }
         } else {
             guard draft.file == nil else { throw ChatError.invalid("\(draft.type.rawValue) messages cannot carry a file") }

@@ -14,8 +14,10 @@ import ServiceLifecycle
 public final class PostgresClient: Service, Sendable {
     public let configuration: PostgresConfiguration
     let logger: Logger
-    /// Threads that run libpq's blocking calls: one per connection plus one spare.
+    /// Threads that run libpq's blocking calls: opening connections, and in `.threadPool`
+    /// mode every statement (one thread per connection plus one spare).
     let threadPool: NIOThreadPool
+    let io: PostgresConnection.IO
     private let state: NIOLockedValueBox<PoolState>
 
     struct Waiter {
@@ -40,7 +42,19 @@ public final class PostgresClient: Service, Sendable {
     public init(configuration: PostgresConfiguration, logger: Logger = Logger(label: "postgres")) {
         self.configuration = configuration
         self.logger = logger
-        self.threadPool = NIOThreadPool(numberOfThreads: configuration.poolSize + 1)
+        switch configuration.ioMode {
+        case .threadPool:
+            self.threadPool = NIOThreadPool(numberOfThreads: configuration.poolSize + 1)
+            self.io = .threadPool
+        case .nonBlocking:
+            // Threads only open connections; statements never occupy one.
+            self.threadPool = NIOThreadPool(numberOfThreads: 2)
+            #if os(Linux)
+            self.io = .nonBlocking(SocketWaiter())
+            #else
+            self.io = .threadPool
+            #endif
+        }
         self.threadPool.start()
         self.state = NIOLockedValueBox(PoolState())
     }
@@ -65,6 +79,9 @@ public final class PostgresClient: Service, Sendable {
         }
         _ = idle  // connections close (PQfinish) when released
         try? await threadPool.shutdownGracefully()
+        #if os(Linux)
+        if case .nonBlocking(let waiter) = io { waiter.shutdown() }
+        #endif
     }
 
     // MARK: Leasing
@@ -132,7 +149,7 @@ public final class PostgresClient: Service, Sendable {
     /// it uses the pool's threads and closes when released by the caller.
     public func openDedicatedConnection() async throws -> PostgresConnection {
         try await PostgresConnection.connect(
-            configuration: configuration, id: 0, threadPool: threadPool, logger: logger)
+            configuration: configuration, id: 0, threadPool: threadPool, io: io, logger: logger)
     }
 
     /// Numbers for metrics and tests.
@@ -161,7 +178,7 @@ public final class PostgresClient: Service, Sendable {
                 }
                 do {
                     return try await PostgresConnection.connect(
-                        configuration: configuration, id: id, threadPool: threadPool, logger: logger)
+                        configuration: configuration, id: id, threadPool: threadPool, io: io, logger: logger)
                 } catch {
                     openFailed()
                     throw error

@@ -8,15 +8,26 @@ public struct PostgresConfiguration: Sendable {
     /// How long a task waits for a free connection before failing with `.poolTimeout`.
     public var poolWaitTimeout: Duration
     public var connectTimeoutSeconds: Int
+    /// How statements wait for the server; neither mode blocks Swift concurrency or NIO threads.
+    public var ioMode: IOMode
+
+    public enum IOMode: String, Sendable, CaseIterable {
+        /// Non-blocking libpq; one `epoll` thread per client waits for socket readiness
+        /// (Linux; elsewhere this falls back to `.threadPool`).
+        case nonBlocking
+        /// Blocking libpq calls on a dedicated thread pool, one thread per connection.
+        case threadPool
+    }
 
     public init(
         url: String, applicationName: String = "swift-postgres", poolSize: Int = 10,
-        poolWaitTimeout: Duration = .seconds(5), connectTimeoutSeconds: Int = 5
+        poolWaitTimeout: Duration = .seconds(5), connectTimeoutSeconds: Int = 5, ioMode: IOMode = .nonBlocking
     ) {
         self.url = url
         self.applicationName = applicationName
         self.poolSize = max(1, poolSize)
         self.poolWaitTimeout = poolWaitTimeout
         self.connectTimeoutSeconds = connectTimeoutSeconds
+        self.ioMode = ioMode
     }
 }

@@ -10,39 +10,55 @@ import Darwin
 
 /// One libpq connection.
 ///
-/// libpq's calls block the calling thread until the server answers, so every call that can
-/// wait on the network runs on the `NIOThreadPool` the connection was opened with, never on
-/// the Swift concurrency pool or a NIO event loop. A connection serves one task at a time:
-/// the pool leases it out inside `withConnection` and `withTransaction`.
+/// Nothing here blocks a Swift concurrency or NIO thread on the network. In the default
+/// `.nonBlocking` mode the socket is non-blocking: a statement is sent with
+/// `PQsendQueryPrepared`, flushed, and its results are read with `PQconsumeInput` /
+/// `PQisBusy` / `PQgetResult` while a `SocketWaiter` thread waits for readiness. In
+/// `.threadPool` mode the blocking libpq calls run on a dedicated `NIOThreadPool`.
+/// Opening a connection always runs on the thread pool. A connection serves one task at
+/// a time: the pool leases it out inside `withConnection` and `withTransaction`.
 public final class PostgresConnection: @unchecked Sendable {
     let pointer: OpaquePointer
     let threadPool: NIOThreadPool
+    let io: IO
     let logger: Logger
     public let id: Int
     /// SQL text → prepared statement name, for statements prepared on this connection.
     private var statements: [String: String] = [:]
     static let maxCachedStatements = 512
 
-    private init(pointer: OpaquePointer, threadPool: NIOThreadPool, id: Int, logger: Logger) {
+    /// How statements wait for the server (see `PostgresConfiguration.IOMode`).
+    enum IO: @unchecked Sendable {
+        case threadPool
+        #if os(Linux)
+        case nonBlocking(SocketWaiter)
+        #endif
+    }
+
+    private init(pointer: OpaquePointer, threadPool: NIOThreadPool, io: IO, id: Int, logger: Logger) {
         self.pointer = pointer
         self.threadPool = threadPool
+        self.io = io
         self.id = id
         self.logger = logger
     }
 
     deinit {
+        #if os(Linux)
+        if case .nonBlocking(let waiter) = io { waiter.forget(PQsocket(pointer)) }
+        #endif
         PQfinish(pointer)
     }
 
     // MARK: Opening
 
     /// Opens a connection from a libpq connection URI or key/value string.
-    public static func connect(
-        configuration: PostgresConfiguration, id: Int = 0, threadPool: NIOThreadPool, logger: Logger
+    static func connect(
+        configuration: PostgresConfiguration, id: Int = 0, threadPool: NIOThreadPool, io: IO, logger: Logger
     ) async throws -> PostgresConnection {
         do {
             return try await threadPool.runIfActive {
-                try blockingConnect(configuration: configuration, id: id, threadPool: threadPool, logger: logger)
+                try blockingConnect(configuration: configuration, id: id, threadPool: threadPool, io: io, logger: logger)
             }
         } catch let error as PostgresError {
             throw error
@@ -52,7 +68,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     static func blockingConnect(
-        configuration: PostgresConfiguration, id: Int, threadPool: NIOThreadPool, logger: Logger
+        configuration: PostgresConfiguration, id: Int, threadPool: NIOThreadPool, io: IO, logger: Logger
     ) throws -> PostgresConnection {
         // Keywords before `dbname` are defaults the URL may override; those after it win.
         let parameters: [(String, String)] = [
@@ -81,8 +97,15 @@ public final class PostgresConnection: @unchecked Sendable {
         // Discard NOTICE messages (e.g. "relation already exists, skipping") instead of
         // letting libpq print them on stderr.
         PQsetNoticeProcessor(pointer, { _, _ in }, nil)
+        #if os(Linux)
+        if case .nonBlocking = io, PQsetnonblocking(pointer, 1) != 0 {
+            let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
+            PQfinish(pointer)
+            throw PostgresError(.connectionFailed, message: message)
+        }
+        #endif
         logger.debug("postgres connection opened", metadata: ["db.connection_id": "\(id)"])
-        return PostgresConnection(pointer: pointer, threadPool: threadPool, id: id, logger: logger)
+        return PostgresConnection(pointer: pointer, threadPool: threadPool, io: io, id: id, logger: logger)
     }
 
     // MARK: State
@@ -134,7 +157,16 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Runs a query as a named prepared statement (prepared on first use on this connection).
     public func query(_ query: PostgresQuery) async throws -> PostgresRows {
-        try await onThreadPool { try $0.blockingQuery(query) }
+        do {
+            return try await executePrepared(query)
+        } catch let error as PostgresError where isStalePreparedStatement(error) && transactionState == .idle {
+            // The statement was deallocated (DISCARD ALL) or its plan no longer fits the
+            // schema: prepare it again once.
+            if let name = statements.removeValue(forKey: query.sql) {
+                _ = try? await simpleQuery("DEALLOCATE \(name)")
+            }
+            return try await executePrepared(query)
+        }
     }
 
     /// Runs a statement and returns the number of rows it affected.
@@ -157,7 +189,13 @@ public final class PostgresConnection: @unchecked Sendable {
     /// allowed (migrations, `BEGIN`, `COMMIT`). Returns the last statement's rows.
     @discardableResult
     public func simpleQuery(_ sql: String) async throws -> PostgresRows {
-        try await onThreadPool { try $0.blockingSimpleQuery(sql) }
+        switch io {
+        case .threadPool:
+            return try await onThreadPool { try $0.check(PQexec($0.pointer, sql)) }
+        case .nonBlocking(let waiter):
+            guard PQsendQuery(pointer, sql) == 1 else { throw sendError() }
+            return try check(try await awaitResult(waiter))
+        }
     }
 
     private func onThreadPool<R: Sendable>(_ body: @escaping @Sendable (PostgresConnection) throws -> R) async throws -> R {
@@ -170,59 +208,90 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    func blockingSimpleQuery(_ sql: String) throws -> PostgresRows {
-        let result = PQexec(pointer, sql)
-        return try check(result)
-    }
-
-    func blockingQuery(_ query: PostgresQuery) throws -> PostgresRows {
-        do {
-            return try blockingExecutePrepared(query)
-        } catch let error as PostgresError where isStalePreparedStatement(error) && transactionState == .idle {
-            // The statement was deallocated (DISCARD ALL) or its plan no longer fits the
-            // schema: prepare it again once.
-            if let name = statements.removeValue(forKey: query.sql) {
-                _ = try? blockingSimpleQuery("DEALLOCATE \(name)")
-            }
-            return try blockingExecutePrepared(query)
-        }
-    }
-
     private func isStalePreparedStatement(_ error: PostgresError) -> Bool {
         error.sqlState == "26000" || (error.sqlState == "0A000" && error.message.contains("cached plan"))
     }
 
-    private func blockingExecutePrepared(_ query: PostgresQuery) throws -> PostgresRows {
+    /// The statement name for `sql` on this connection, and whether it must be prepared first.
+    private func statementName(for sql: String) -> (name: String, prepare: Bool) {
+        if let cached = statements[sql] { return (cached, false) }
+        // Past the cache's bound, use the unnamed statement (prepared on every call).
+        return (statements.count < Self.maxCachedStatements ? "s\(statements.count + 1)" : "", true)
+    }
+
+    private func executePrepared(_ query: PostgresQuery) async throws -> PostgresRows {
         let binds = query.binds
-        var name: String
-        if let cached = statements[query.sql] {
-            name = cached
-        } else if statements.count < Self.maxCachedStatements {
-            name = "s\(statements.count + 1)"
-            let types = binds.types.map { Oid($0) }
-            let prepared = types.withUnsafeBufferPointer { types in
-                PQprepare(pointer, name, query.sql, Int32(binds.count), types.baseAddress)
-            }
-            _ = try check(prepared)
-            statements[query.sql] = name
-        } else {
-            name = ""  // unnamed statement: too many distinct statements on this connection
-            let types = binds.types.map { Oid($0) }
-            let prepared = types.withUnsafeBufferPointer { types in
-                PQprepare(pointer, "", query.sql, Int32(binds.count), types.baseAddress)
-            }
-            _ = try check(prepared)
-        }
+        let (name, needsPrepare) = statementName(for: query.sql)
+        let types = binds.types.map { Oid($0) }
         let values: [UnsafeMutablePointer<CChar>?] = binds.values.map { $0.map { strdup($0) } ?? nil }
         defer { values.forEach { free($0) } }
-        let result = values.map { UnsafePointer($0) }.withUnsafeBufferPointer { values in
-            PQexecPrepared(pointer, name, Int32(binds.count), values.baseAddress, nil, nil, 0)
+        let count = Int32(binds.count)
+        switch io {
+        case .threadPool:
+            let sql = query.sql
+            let valueBox = UnsafeSendable(values)
+            return try await onThreadPool { connection in
+                if needsPrepare {
+                    _ = try connection.check(PQprepare(connection.pointer, name, sql, count, types))
+                    connection.remember(name, for: sql)
+                }
+                let result = valueBox.value.map { UnsafePointer($0) }.withUnsafeBufferPointer {
+                    PQexecPrepared(connection.pointer, name, count, $0.baseAddress, nil, nil, 0)
+                }
+                return try connection.check(result)
+            }
+        case .nonBlocking(let waiter):
+            if needsPrepare {
+                guard PQsendPrepare(pointer, name, query.sql, count, types) == 1 else { throw sendError() }
+                _ = try check(try await awaitResult(waiter))
+                remember(name, for: query.sql)
+            }
+            let sent = values.map { UnsafePointer($0) }.withUnsafeBufferPointer {
+                PQsendQueryPrepared(pointer, name, count, $0.baseAddress, nil, nil, 0)
+            }
+            guard sent == 1 else { throw sendError() }
+            return try check(try await awaitResult(waiter))
         }
-        return try check(result)
+    }
+
+    func remember(_ name: String, for sql: String) {
+        if !name.isEmpty { statements[sql] = name }
+    }
+
+    private func sendError() -> PostgresError {
+        let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
+        return PostgresError(isOK ? .server : .connectionClosed, message: message)
+    }
+
+    /// Flushes the outgoing query, then reads until libpq has every result of it, waiting
+    /// for socket readiness in between. Returns the last result (an error result stops the
+    /// statement, so it is the last), or nil when the connection broke.
+    private func awaitResult(_ waiter: SocketWaiter) async throws -> OpaquePointer? {
+        while true {
+            let flushed = PQflush(pointer)
+            if flushed == 0 { break }
+            if flushed < 0 { throw sendError() }
+            await waiter.wait(for: socket, .readableOrWritable)
+            guard PQconsumeInput(pointer) == 1 else { throw sendError() }
+        }
+        var last: OpaquePointer?
+        while true {
+            while PQisBusy(pointer) == 1 {
+                await waiter.wait(for: socket, .readable)
+                guard PQconsumeInput(pointer) == 1 else {
+                    if let last { PQclear(last) }
+                    throw sendError()
+                }
+            }
+            guard let result = PQgetResult(pointer) else { break }
+            if let last { PQclear(last) }
+            last = result
+        }
+        return last
     }
 
     /// Turns a `PGresult` into rows, or into an error carrying the server's diagnostics.
-    private func check(_ result: OpaquePointer?) throws -> PostgresRows {
+    func check(_ result: OpaquePointer?) throws -> PostgresRows {
         guard let result else {
             let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
             throw PostgresError(isOK ? .server : .connectionClosed, message: message)
@@ -279,4 +348,10 @@ extension String {
         while text.last == "\n" || text.last == " " { text.removeLast() }
         return text
     }
+}
+
+/// Moves values that are only read on another thread while the sender waits for it.
+struct UnsafeSendable<Value>: @unchecked Sendable {
+    let value: Value
+    init(_ value: Value) { self.value = value }
 }

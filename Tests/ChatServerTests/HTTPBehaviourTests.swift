@@ -13,6 +13,11 @@ import Testing
             let metrics = try await api.request(.get, "/metrics")
             #expect(metrics.status == .ok)
             #expect(metrics.raw.contains("db_pool_connections_open"))
+            let openAPI = try await api.request(.get, "/openapi.json")
+            #expect(openAPI.status == .ok)
+            #expect((openAPI["openapi"] as? String)?.hasPrefix("3.") == true)
+            let paths = try #require(openAPI["paths"] as? [String: Any])
+            #expect(paths["/chat/rooms/{room_id}/messages/"] != nil)
         }
     }
 

@@ -19,10 +19,17 @@ enum TestDatabase {
         return url
     }
 
+    /// `POSTGRES_IO_MODE=threadPool` runs the suite against the thread-pool design
+    /// (scripts/test.sh runs it in both modes).
+    static var ioMode: PostgresConfiguration.IOMode {
+        ProcessInfo.processInfo.environment["POSTGRES_IO_MODE"].flatMap(PostgresConfiguration.IOMode.init) ?? .nonBlocking
+    }
+
     static func client(poolSize: Int = 4, waitTimeout: Duration = .seconds(5)) throws -> PostgresClient {
         PostgresClient(
             configuration: PostgresConfiguration(
-                url: try url(), applicationName: "postgres-tests", poolSize: poolSize, poolWaitTimeout: waitTimeout),
+                url: try url(), applicationName: "postgres-tests", poolSize: poolSize, poolWaitTimeout: waitTimeout,
+                ioMode: ioMode),
             logger: Logger(label: "postgres-tests"))
     }
 

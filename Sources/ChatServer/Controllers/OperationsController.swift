@@ -2,7 +2,7 @@ import Hummingbird
 import Postgres
 import Prometheus
 
-/// `/health`, `/ready` and `/metrics`.
+/// `/health`, `/ready`, `/metrics` and `/openapi.json`.
 struct OperationsController {
     let postgres: PostgresClient
     let metrics: PrometheusCollectorRegistry
@@ -20,6 +20,11 @@ struct OperationsController {
                 throw APIError(.serviceUnavailable, "Database unavailable")
             }
             return Status(status: "ready")
+        }
+        routes.on("openapi.json", .get) { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
         routes.on("metrics", .get) { _, _ in
             let stats = postgres.statistics

@@ -1,0 +1,30 @@
+# Build stage: compiles chat-server against libpq.
+FROM swift:6.1-bookworm AS build
+RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev pkg-config \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY Package.swift ./
+RUN swift package resolve
+COPY Sources Sources
+COPY Benchmarks Benchmarks
+COPY Tests Tests
+RUN swift build -c release --product chat-server --static-swift-stdlib \
+    && cp "$(swift build -c release --show-bin-path)/chat-server" /chat-server
+
+# Run stage: the binary, libpq and the migrations, as a non-root user.
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends libpq5 ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --home-dir /app chat \
+    && mkdir -p /app/uploads && chown chat:chat /app/uploads
+WORKDIR /app
+COPY --from=build /chat-server /app/chat-server
+COPY sql /app/sql
+ENV HOST=0.0.0.0 PORT=8000 MIGRATIONS_DIR=/app/sql UPLOAD_DIR=/app/uploads
+VOLUME ["/app/uploads"]
+USER chat
+EXPOSE 8000
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD curl -fsS "http://127.0.0.1:${PORT}/health" >/dev/null || exit 1
+ENTRYPOINT ["/app/chat-server"]
+CMD ["serve"]
