@@ -188,6 +188,21 @@ public final class PostgresClient: Service, Sendable {
     }
 
     private func nextLeaseAction() async throws -> LeaseAction {
+        // Fast path, no allocation: an idle connection or a free slot.
+        let immediate: LeaseAction? = try state.withLockedValue { state in
+            if state.closed { throw PostgresError(.poolClosed, message: "pool shut down") }
+            if let connection = state.idle.popLast() { return .use(connection) }
+            if state.open < configuration.poolSize {
+                state.open += 1
+                return .open
+            }
+            return nil
+        }
+        if let immediate { return immediate }
+        return try await waitForLeaseAction()
+    }
+
+    private func waitForLeaseAction() async throws -> LeaseAction {
         let waiterID = state.withLockedValue { state in
             defer { state.nextID += 1 }
             return state.nextID
@@ -195,6 +210,7 @@ public final class PostgresClient: Service, Sendable {
         let timeout = configuration.poolWaitTimeout
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<LeaseAction, any Error>) in
+                // Decide again under the lock: a connection may have come back meanwhile.
                 let immediate: Result<LeaseAction, PostgresError>? = state.withLockedValue { state in
                     if state.closed { return .failure(PostgresError(.poolClosed, message: "pool shut down")) }
                     if let connection = state.idle.popLast() { return .success(.use(connection)) }

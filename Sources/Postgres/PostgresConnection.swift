@@ -98,10 +98,13 @@ public final class PostgresConnection: @unchecked Sendable {
         // letting libpq print them on stderr.
         PQsetNoticeProcessor(pointer, { _, _ in }, nil)
         #if os(Linux)
-        if case .nonBlocking = io, PQsetnonblocking(pointer, 1) != 0 {
-            let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
-            PQfinish(pointer)
-            throw PostgresError(.connectionFailed, message: message)
+        if case .nonBlocking(let waiter) = io {
+            guard PQsetnonblocking(pointer, 1) == 0 else {
+                let message = String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines()
+                PQfinish(pointer)
+                throw PostgresError(.connectionFailed, message: message)
+            }
+            waiter.register(PQsocket(pointer))
         }
         #endif
         logger.debug("postgres connection opened", metadata: ["db.connection_id": "\(id)"])
@@ -151,6 +154,12 @@ public final class PostgresConnection: @unchecked Sendable {
             guard PQconsumeInput(pointer) == 1, PQisBusy(pointer) == 0 else { return false }
         }
         return isOK
+    }
+
+    /// Whether data is waiting in the socket, without blocking.
+    private func socketIsReadable() -> Bool {
+        var descriptor = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        return poll(&descriptor, 1, 0) != 0
     }
 
     // MARK: Queries
@@ -271,17 +280,22 @@ public final class PostgresConnection: @unchecked Sendable {
             let flushed = PQflush(pointer)
             if flushed == 0 { break }
             if flushed < 0 { throw sendError() }
-            await waiter.wait(for: socket, .readableOrWritable)
+            await waiter.wait(for: socket)
             guard PQconsumeInput(pointer) == 1 else { throw sendError() }
         }
         var last: OpaquePointer?
+        // The socket was drained before sending, so the first wait ends when the answer
+        // arrives. libpq may leave data in the socket after a read, though, and an
+        // edge-triggered waiter would not be woken for it: later waits look first.
+        var mayHoldData = false
         while true {
             while PQisBusy(pointer) == 1 {
-                await waiter.wait(for: socket, .readable)
+                if !(mayHoldData && socketIsReadable()) { await waiter.wait(for: socket) }
                 guard PQconsumeInput(pointer) == 1 else {
                     if let last { PQclear(last) }
                     throw sendError()
                 }
+                mayHoldData = true
             }
             guard let result = PQgetResult(pointer) else { break }
             if let last { PQclear(last) }

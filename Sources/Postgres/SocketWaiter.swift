@@ -5,17 +5,12 @@ import NIOConcurrencyHelpers
 import Foundation
 
 /// Waits for sockets to become readable or writable without blocking any Swift
-/// concurrency or NIO thread: one dedicated thread runs `epoll_wait` for every socket of
-/// a client and resumes the waiting task when its socket is ready.
+/// concurrency or NIO thread: one dedicated thread runs `epoll_wait` (edge-triggered) for
+/// every socket of a client and resumes the task waiting on a socket when it is ready.
 final class SocketWaiter: @unchecked Sendable {
-    enum Interest {
-        case readable
-        case readableOrWritable
-    }
-
     private let epoll: Int32
     private let wakePipe: (read: Int32, write: Int32)
-    private let waiting = NIOLockedValueBox<[Int32: CheckedContinuation<Void, Never>]>([:])
+    private let states = NIOLockedValueBox<[Int32: SocketState]>([:])
     private let stopped = NIOLockedValueBox(false)
     private var thread: Thread?
 
@@ -35,30 +30,45 @@ final class SocketWaiter: @unchecked Sendable {
         thread.start()
     }
 
-    /// Suspends until `socket` is ready (or hung up / in error: the caller's next libpq call
-    /// reports that). Only one task may wait on a given socket at a time.
-    func wait(for socket: Int32, _ interest: Interest) async {
+    /// Per socket: the task waiting for it, or readiness that arrived while nobody waited.
+    private enum SocketState {
+        case waiting(CheckedContinuation<Void, Never>)
+        case ready
+    }
+
+    /// Suspends until `socket` has become ready since the last wait (or hung up / is in
+    /// error: the caller's next libpq call reports that). Sockets are registered once,
+    /// edge-triggered, so a wait costs no system call. Only one task may wait on a given
+    /// socket at a time; the caller must have drained what was readable before waiting.
+    func wait(for socket: Int32) async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            waiting.withLockedValue { $0[socket] = continuation }
-            var event = epoll_event()
-            event.events = EPOLLIN.rawValue | EPOLLONESHOT.rawValue | EPOLLRDHUP.rawValue
-            if interest == .readableOrWritable { event.events |= EPOLLOUT.rawValue }
-            event.data.fd = socket
-            if epoll_ctl(epoll, EPOLL_CTL_MOD, socket, &event) != 0 {
-                if epoll_ctl(epoll, EPOLL_CTL_ADD, socket, &event) != 0 {
-                    // Not a pollable socket any more: let the caller find out from libpq.
-                    let pending = waiting.withLockedValue { $0.removeValue(forKey: socket) }
-                    pending?.resume()
+            let alreadyReady = states.withLockedValue { states -> Bool in
+                if case .ready = states[socket] {
+                    states[socket] = nil
+                    return true
                 }
+                states[socket] = .waiting(continuation)
+                return false
             }
+            if alreadyReady { continuation.resume() }
         }
+    }
+
+    /// Starts watching a newly opened socket.
+    func register(_ socket: Int32) {
+        var event = epoll_event()
+        event.events = EPOLLIN.rawValue | EPOLLOUT.rawValue | EPOLLRDHUP.rawValue | EPOLLET.rawValue
+        event.data.fd = socket
+        epoll_ctl(epoll, EPOLL_CTL_ADD, socket, &event)
     }
 
     /// Stops watching a socket that is about to be closed.
     func forget(_ socket: Int32) {
         var event = epoll_event()
         epoll_ctl(epoll, EPOLL_CTL_DEL, socket, &event)
-        waiting.withLockedValue { $0.removeValue(forKey: socket) }?.resume()
+        if case .waiting(let continuation) = states.withLockedValue({ $0.removeValue(forKey: socket) }) {
+            continuation.resume()
+        }
     }
 
     func shutdown() {
@@ -78,13 +88,23 @@ final class SocketWaiter: @unchecked Sendable {
             for index in 0..<Int(count) {
                 let socket = events[index].data.fd
                 if socket == wakePipe.read { continue }
-                waiting.withLockedValue { $0.removeValue(forKey: socket) }?.resume()
+                let waiter = states.withLockedValue { states -> CheckedContinuation<Void, Never>? in
+                    if case .waiting(let continuation) = states[socket] {
+                        states[socket] = nil
+                        return continuation
+                    }
+                    states[socket] = .ready
+                    return nil
+                }
+                waiter?.resume()
             }
         }
         // Nobody will be woken any more: release every waiter so it can fail in libpq.
-        for continuation in waiting.withLockedValue({ state in defer { state = [:] }; return Array(state.values) }) {
-            continuation.resume()
+        let remaining = states.withLockedValue { states in
+            defer { states = [:] }
+            return states.values
         }
+        for case .waiting(let continuation) in remaining { continuation.resume() }
         close(epoll)
         close(wakePipe.read)
         close(wakePipe.write)
