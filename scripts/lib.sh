@@ -40,8 +40,11 @@ as_pg_user() {
     fi
 }
 
+port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
 # start_local_postgres DIR PORT: starts (creating if needed) a throwaway cluster in DIR
-# listening on 127.0.0.1:PORT with trust auth, and exports DATABASE_URL for database "chat".
+# listening on 127.0.0.1 with trust auth, on PORT or the next free port above it, and
+# exports DATABASE_URL for database "chat" (and PG_ADMIN_URL for database "postgres").
 start_local_postgres() {
     local dir="$1" port="$2" bin
     bin="$(pg_bin)"
@@ -56,7 +59,10 @@ start_local_postgres() {
         log "creating a throwaway PostgreSQL cluster in $dir"
         as_pg_user "$bin/initdb" -D "$dir" -U postgres --auth=trust --encoding=UTF8 --locale=C.UTF-8 >/dev/null
     fi
-    if ! as_pg_user "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+    if as_pg_user "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
+        port="$(sed -n 4p "$dir/postmaster.pid")"
+    else
+        while port_in_use "$port"; do port=$((port + 1)); done
         log "starting PostgreSQL on 127.0.0.1:$port"
         as_pg_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
             -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=300 -c fsync=${PG_FSYNC:-on}" start >/dev/null

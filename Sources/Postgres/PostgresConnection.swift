@@ -74,6 +74,9 @@ public final class PostgresConnection: @unchecked Sendable {
         let parameters: [(String, String)] = [
             ("application_name", configuration.applicationName),
             ("connect_timeout", String(configuration.connectTimeoutSeconds)),
+            // Notice a silently dead server within about a minute, not the kernel's two hours
+            // (matters most for a LISTEN connection, which may never send anything).
+            ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
             ("dbname", configuration.url),
             ("client_encoding", "UTF8"),
             ("options", "-c TimeZone=UTC -c DateStyle=ISO"),
@@ -338,10 +341,10 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Reads whatever the server has sent without blocking and returns the notifications
-    /// received so far. Call after the socket became readable.
+    /// received so far.
     public func consumeNotifications() throws -> [Notification] {
         guard PQconsumeInput(pointer) == 1 else {
-            throw PostgresError(.connectionClosed, message: String(cString: PQerrorMessage(pointer)))
+            throw PostgresError(.connectionClosed, message: String(cString: PQerrorMessage(pointer)).trimmingTrailingNewlines())
         }
         var notifications: [Notification] = []
         while let notify = PQnotifies(pointer) {
@@ -353,6 +356,33 @@ public final class PostgresConnection: @unchecked Sendable {
             PQfreemem(notify)
         }
         return notifications
+    }
+
+    /// Waits, while the connection is otherwise idle, until notifications arrive (after
+    /// `LISTEN`) and returns them; may return an empty array, e.g. after `interruptWait()`.
+    /// Throws when the connection breaks.
+    public func waitForNotifications() async throws -> [Notification] {
+        let pending = try consumeNotifications()
+        if !pending.isEmpty || socketIsReadable() { return pending }
+        switch io {
+        case .threadPool:
+            try await onThreadPool { connection in
+                var descriptor = pollfd(fd: connection.socket, events: Int16(POLLIN), revents: 0)
+                _ = poll(&descriptor, 1, 1000)  // wake up now and then to notice interruptions
+            }
+        #if os(Linux)
+        case .nonBlocking(let waiter):
+            await waiter.wait(for: socket)
+        #endif
+        }
+        return try consumeNotifications()
+    }
+
+    /// Ends a pending `waitForNotifications()` early (used to stop a listener).
+    public func interruptWait() {
+        #if os(Linux)
+        if case .nonBlocking(let waiter) = io { waiter.interrupt(socket) }
+        #endif
     }
 }
 

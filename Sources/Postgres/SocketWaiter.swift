@@ -62,6 +62,19 @@ final class SocketWaiter: @unchecked Sendable {
         epoll_ctl(epoll, EPOLL_CTL_ADD, socket, &event)
     }
 
+    /// Resumes the task waiting on `socket`, if any, as if the socket were ready.
+    func interrupt(_ socket: Int32) {
+        let waiter = states.withLockedValue { states -> CheckedContinuation<Void, Never>? in
+            guard case .waiting(let continuation) = states[socket] else {
+                states[socket] = .ready
+                return nil
+            }
+            states[socket] = nil
+            return continuation
+        }
+        waiter?.resume()
+    }
+
     /// Stops watching a socket that is about to be closed.
     func forget(_ socket: Int32) {
         var event = epoll_event()
