@@ -57,7 +57,9 @@ struct Migrate: AsyncParsableCommand {
 
 func loadConfiguration(requireSecret: Bool = true) throws -> AppConfiguration {
     var environment = ProcessInfo.processInfo.environment
-    if !requireSecret, environment["JWT_SECRET"] == nil { environment["JWT_SECRET"] = "unused-by-this-command" }
+    if !requireSecret, environment["JWT_SECRET"] == nil {
+        environment["JWT_SECRET"] = "placeholder: this command signs and verifies no token"
+    }
     do {
         return try AppConfiguration.fromEnvironment(environment)
     } catch let error as AppConfiguration.Invalid {

@@ -204,9 +204,11 @@ public final class PostgresConnection: @unchecked Sendable {
         switch io {
         case .threadPool:
             return try await onThreadPool { try $0.check(PQexec($0.pointer, sql)) }
+        #if os(Linux)
         case .nonBlocking(let waiter):
             guard PQsendQuery(pointer, sql) == 1 else { throw sendError() }
             return try check(try await awaitResult(waiter))
+        #endif
         }
     }
 
@@ -252,6 +254,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 }
                 return try connection.check(result)
             }
+        #if os(Linux)
         case .nonBlocking(let waiter):
             if needsPrepare {
                 guard PQsendPrepare(pointer, name, query.sql, count, types) == 1 else { throw sendError() }
@@ -263,6 +266,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             guard sent == 1 else { throw sendError() }
             return try check(try await awaitResult(waiter))
+        #endif
         }
     }
 
@@ -275,6 +279,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return PostgresError(isOK ? .server : .connectionClosed, message: message)
     }
 
+    #if os(Linux)
     /// Flushes the outgoing query, then reads until libpq has every result of it, waiting
     /// for socket readiness in between. Returns the last result (an error result stops the
     /// statement, so it is the last), or nil when the connection broke.
@@ -306,6 +311,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         return last
     }
+    #endif
 
     /// Turns a `PGresult` into rows, or into an error carrying the server's diagnostics.
     func check(_ result: OpaquePointer?) throws -> PostgresRows {

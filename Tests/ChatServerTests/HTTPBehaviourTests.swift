@@ -12,7 +12,7 @@ import Testing
             #expect(try await api.request(.get, "/ready").status == .ok)
             let metrics = try await api.request(.get, "/metrics")
             #expect(metrics.status == .ok)
-            #expect(metrics.raw.contains("db_pool_connections_open"))
+            #expect(metrics.raw.contains("db_pool_open_connections"))
             let openAPI = try await api.request(.get, "/openapi.json")
             #expect(openAPI.status == .ok)
             #expect((openAPI["openapi"] as? String)?.hasPrefix("3.") == true)

@@ -28,9 +28,16 @@ struct OperationsController {
         }
         routes.on("metrics", .get) { _, _ in
             let stats = postgres.statistics
-            metrics.makeGauge(name: "db_pool_connections_open", help: "Open database connections").set(Double(stats.open))
-            metrics.makeGauge(name: "db_pool_connections_idle", help: "Idle database connections").set(Double(stats.idle))
-            metrics.makeGauge(name: "db_pool_waiters", help: "Requests waiting for a database connection").set(Double(stats.waiting))
+            for (name, help, value) in [
+                ("open", "Open database connections", stats.open),
+                ("idle", "Idle database connections", stats.idle),
+                ("waiting", "Requests waiting for a database connection", stats.waiting),
+            ] {
+                metrics.makeGauge(
+                    descriptor: MetricNameDescriptor(
+                        namespace: "db", subsystem: "pool", metricName: name, unitName: "connections", helpText: help)
+                ).set(Double(value))
+            }
             var buffer: [UInt8] = []
             metrics.emit(into: &buffer)
             return Response(
