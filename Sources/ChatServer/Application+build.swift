@@ -67,6 +67,7 @@ func buildRouter(
     RoomController(rooms: rooms).addRoutes(to: chat)
     MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files)
         .addRoutes(to: chat)
+    SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router
