@@ -68,6 +68,7 @@ func buildRouter(
     MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files)
         .addRoutes(to: chat)
     SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
+    SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router

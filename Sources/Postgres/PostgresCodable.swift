@@ -20,6 +20,7 @@ public struct PostgresType: Sendable, Hashable, CustomStringConvertible {
     public static let json = PostgresType(oid: 114, name: "json")
     public static let float8 = PostgresType(oid: 701, name: "double precision")
     public static let int8Array = PostgresType(oid: 1016, name: "bigint[]")
+    public static let textArray = PostgresType(oid: 1009, name: "text[]")
     public static let timestamptz = PostgresType(oid: 1184, name: "timestamp with time zone")
     public static let jsonb = PostgresType(oid: 3802, name: "jsonb")
     /// Lets the server infer the type from context.
@@ -167,12 +168,37 @@ extension Date: PostgresCodable {
     }
 }
 
-// MARK: - bigint[]
+// MARK: - Arrays (bigint[], text[])
 
-extension Array: PostgresEncodable where Element == Int64 {
-    public static var postgresType: PostgresType { .int8Array }
+/// A type whose arrays can be bound as parameters.
+public protocol PostgresArrayElement: PostgresEncodable {
+    static var arrayType: PostgresType { get }
+    /// The element as it appears inside an array literal.
+    var arrayElementText: String { get }
+}
+
+extension Int64: PostgresArrayElement {
+    public static var arrayType: PostgresType { .int8Array }
+    public var arrayElementText: String { String(self) }
+}
+
+extension String: PostgresArrayElement {
+    public static var arrayType: PostgresType { .textArray }
+    /// Always quoted, with `"` and `\` escaped, so that any text (commas, braces, NULL) is data.
+    public var arrayElementText: String {
+        var quoted = "\""
+        for character in self {
+            if character == "\"" || character == "\\" { quoted.append("\\") }
+            quoted.append(character)
+        }
+        return quoted + "\""
+    }
+}
+
+extension Array: PostgresEncodable where Element: PostgresArrayElement {
+    public static var postgresType: PostgresType { Element.arrayType }
     public var postgresText: String {
-        "{" + self.map(String.init).joined(separator: ",") + "}"
+        "{" + self.map(\.arrayElementText).joined(separator: ",") + "}"
     }
 }
 
@@ -221,4 +247,8 @@ public struct PostgresJSON<Value: Codable & Sendable>: PostgresCodable {
         guard let value = try? JSONDecoder().decode(Value.self, from: Data(bytes)) else { return nil }
         return PostgresJSON(value)
     }
+}
+
+extension Character {
+    var isASCIIDigit: Bool { isASCII && isNumber }
 }

@@ -25,6 +25,36 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         self.binds = stringInterpolation.binds
     }
 
+    /// Adds `offset` to every `$N` placeholder outside quoted literals and identifiers.
+    static func renumberPlaceholders(in sql: String, by offset: Int) -> String {
+        guard offset > 0 else { return sql }
+        var result = ""
+        result.reserveCapacity(sql.utf8.count + 8)
+        var quote: Character?
+        var index = sql.startIndex
+        while index < sql.endIndex {
+            let character = sql[index]
+            if let open = quote {
+                if character == open { quote = nil }
+                result.append(character)
+                index = sql.index(after: index)
+            } else if character == "'" || character == "\"" {
+                quote = character
+                result.append(character)
+                index = sql.index(after: index)
+            } else if character == "$", case let digits = sql[sql.index(after: index)...].prefix(while: \.isASCIIDigit),
+                !digits.isEmpty, let number = Int(digits)
+            {
+                result.append("$\(number + offset)")
+                index = digits.endIndex
+            } else {
+                result.append(character)
+                index = sql.index(after: index)
+            }
+        }
+        return result
+    }
+
     public struct StringInterpolation: StringInterpolationProtocol {
         public var sql: String
         public var binds: PostgresBindings
@@ -53,6 +83,13 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         public mutating func appendInterpolation(unescaped text: String) {
             sql.append(text)
         }
+
+        /// Embeds another query as a fragment: its binds follow this query's, and its
+        /// placeholders are renumbered. (Fragments must not contain dollar-quoted text.)
+        public mutating func appendInterpolation(_ fragment: PostgresQuery) {
+            sql.append(PostgresQuery.renumberPlaceholders(in: fragment.sql, by: binds.count))
+            binds.append(contentsOf: fragment.binds)
+        }
     }
 }
 
@@ -78,5 +115,10 @@ public struct PostgresBindings: Sendable, Hashable {
     public mutating func append<Value: PostgresEncodable>(_ value: Value?) {
         values.append(value?.postgresText)
         types.append(Value.postgresType.oid)
+    }
+
+    public mutating func append(contentsOf other: PostgresBindings) {
+        values.append(contentsOf: other.values)
+        types.append(contentsOf: other.types)
     }
 }

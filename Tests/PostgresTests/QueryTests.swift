@@ -20,6 +20,13 @@ import Testing
         #expect(query.binds.count == 1)
     }
 
+    @Test func fragmentsAreRenumbered() {
+        let fragment: PostgresQuery = "a = \(1) AND b = '$1' AND \"$2\" = \(2)"
+        let query: PostgresQuery = "SELECT \(0) WHERE \(fragment) AND c = \(3)"
+        #expect(query.sql == "SELECT $1 WHERE a = $2 AND b = '$1' AND \"$2\" = $3 AND c = $4")
+        #expect(query.binds.values == ["0", "1", "2", "3"])
+    }
+
     @Test func timestampsRoundTripThroughPostgresText() throws {
         let samples: [Date] = [
             Date(timeIntervalSince1970: 0), Date(timeIntervalSince1970: 1_756_811_000.123456),

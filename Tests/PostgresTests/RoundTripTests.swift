@@ -40,6 +40,16 @@ import Testing
         }
     }
 
+    @Test func textArraysBindAnyText() async throws {
+        try await withClient { db in
+            let values = ["plain", "with,comma", "{braces}", "\"quoted\"", "back\\slash", "NULL", "", "한국어 😊"]
+            let rows = try await db.query("SELECT unnest(\(values)) AS v")
+            #expect(try rows.map { try $0.decode(String.self, "v") } == values)
+            let empty: [String] = []
+            #expect(try await db.queryRow("SELECT cardinality(\(empty))").decode(Int.self, column: 0) == 0)
+        }
+    }
+
     @Test func specialDoubles() async throws {
         try await withClient { db in
             let row = try await db.queryRow("SELECT \(Double.infinity), \(-Double.infinity), \(Double.nan), \(0.1)")

@@ -1,0 +1,80 @@
+import Foundation
+import Postgres
+
+/// One search hit.
+public struct SearchHit: Sendable, Equatable {
+    public var messageID: Int64
+    public var roomID: Int64
+    public var senderName: String
+    public var content: String
+    public var createdAt: Date
+    public var highlight: String
+}
+
+public struct SearchPage: Sendable, Equatable {
+    public var hits: [SearchHit]
+    public var totalCount: Int
+    public var hasMore: Bool
+}
+
+/// Full-text search over messages (see `SearchQuery` and `sql/0002_search.sql`).
+public struct SearchStore: Sendable {
+    public static let maxPageSize = 100
+
+    let db: PostgresClient
+
+    public init(db: PostgresClient) {
+        self.db = db
+    }
+
+    /// Searches one room (the caller must be a participant), newest first.
+    public func search(roomID: Int64, userID: Int64, query: SearchQuery, page: Int, size: Int) async throws
+        -> SearchPage
+    {
+        try await db.withConnection { connection in
+            _ = try await connection.roomAccess(roomID: roomID, userID: userID)
+            return try await connection.search(scope: "m.room_id = \(roomID)", query: query, page: page, size: size)
+        }
+    }
+
+    /// Searches every active room the caller is an active participant of, newest first.
+    public func searchAllRooms(userID: Int64, query: SearchQuery, page: Int, size: Int) async throws -> SearchPage {
+        try await db.withConnection { connection in
+            try await connection.search(
+                scope: """
+                    m.room_id IN (SELECT p.room_id FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+                                  WHERE p.user_id = \(userID) AND p.is_active AND r.is_active)
+                    """,
+                query: query, page: page, size: size)
+        }
+    }
+}
+
+extension PostgresConnection {
+    /// `scope` is a SQL condition on `m` whose values are already bound.
+    fileprivate func search(scope: PostgresQuery, query: SearchQuery, page: Int, size: Int) async throws -> SearchPage {
+        if query.isEmpty { return SearchPage(hits: [], totalCount: 0, hasMore: false) }
+        let condition: PostgresQuery = """
+            \(scope) AND NOT m.is_deleted
+            AND m.search_document @@ \(query.tsquery)::tsquery
+            AND NOT EXISTS (SELECT 1 FROM unnest(\(query.infixTerms)) AS t(term)
+                            WHERE strpos(lower(m.message_content), t.term) = 0)
+            """
+        let total = try await queryRow("SELECT count(*) FROM messages m WHERE \(condition)").decode(Int.self, column: 0)
+        let select: PostgresQuery = """
+            SELECT m.message_id, m.room_id, u.user_name AS sender_name, m.message_content, m.created_at
+            FROM messages m JOIN users u ON u.user_id = m.sender_id
+            WHERE \(condition)
+            ORDER BY m.message_id DESC LIMIT \(size + 1) OFFSET \(offset(page: page, size: size))
+            """
+        let rows = try await self.query(select)
+        let hits = try rows.prefix(size).map { row in
+            let content = try row.decode(String.self, "message_content")
+            return SearchHit(
+                messageID: try row.decode(Int64.self, "message_id"), roomID: try row.decode(Int64.self, "room_id"),
+                senderName: try row.decode(String.self, "sender_name"), content: content,
+                createdAt: try row.decode(Date.self, "created_at"), highlight: query.highlight(in: content))
+        }
+        return SearchPage(hits: hits, totalCount: total, hasMore: rows.count > size)
+    }
+}

@@ -1,0 +1,117 @@
+import ChatCore
+import Foundation
+import Testing
+
+@Suite struct SearchQueryTests {
+    @Test func wordsAreSplitLowercasedAndDeduplicated() throws {
+        let query = try SearchQuery("  Hello, WORLD! hello 안녕 a&b|c:* \\ 'x'  ")
+        #expect(query.words == ["hello", "world", "안녕", "a", "b", "c", "x"])
+        #expect(query.tsquery.contains("'hello':*"))
+        #expect(query.infixTerms == ["안녕"])
+    }
+
+    @Test func hangulTermsGetBigramAlternatives() throws {
+        let query = try SearchQuery("하세요 철")
+        #expect(query.tsquery == "('하세요':* | ('~하세' & '~세요')) & '철':*")
+        #expect(query.infixTerms == ["하세요"])  // one syllable: prefix only
+    }
+
+    @Test func blankAndOverlongQueriesAreInvalid() {
+        #expect(throws: ChatError.self) { try SearchQuery("") }
+        #expect(throws: ChatError.self) { try SearchQuery(" \n\t ") }
+        #expect(throws: ChatError.self) { try SearchQuery(String(repeating: "가", count: 201)) }
+        #expect(throws: Never.self) { try SearchQuery(String(repeating: "가", count: 200)) }
+    }
+
+    @Test func punctuationOnlyHasNoWords() throws {
+        #expect(try SearchQuery("!!! ??? &|!():*\\").isEmpty)
+    }
+
+    @Test func highlightIsTheMatchingWords() throws {
+        #expect(try SearchQuery("안녕").highlight(in: "안녕하세요! 반갑습니다") == "안녕하세요")
+        #expect(try SearchQuery("철수 hel").highlight(in: "김철수가 Hello, said hello") == "김철수가 Hello hello")
+        #expect(try SearchQuery("zzz").highlight(in: "nothing here") == "")
+    }
+}
+
+@Suite struct SearchTests {
+    func ids(_ response: JSONResponse) -> [Int64] {
+        response.list("messages").compactMap { ($0["message_id"] as? NSNumber)?.int64Value }
+    }
+
+    @Test func koreanPrefixInfixAndLatinCaseInsensitive() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser("김철수"), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            let greeting = try #require(try await api.send(a, room, "안녕하세요! 반갑습니다 😊").int("message_id"))
+            let chulsoo = try #require(try await api.send(b, room, "철수가 왔어요").int("message_id"))
+            let kim = try #require(try await api.send(b, room, "김철수가 Hello World").int("message_id"))
+            let deleted = try #require(try await api.send(a, room, "안녕 지워질 메시지").int("message_id"))
+            _ = try await api.request(.delete, "/chat/rooms/\(room)/messages/\(deleted)/", token: a.token)
+            let other = try await api.makeGroup(a, with: [b])
+            try await api.send(a, other, "안녕 다른 방")
+
+            func search(_ text: String, path: String? = nil) async throws -> JSONResponse {
+                let encoded = text.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? text
+                return try await api.request(.get, "\(path ?? "/chat/rooms/\(room)/search/")?query=\(encoded)", token: a.token)
+            }
+
+            let hello = try await search("안녕")
+            #expect(hello.status == .ok, "\(hello.raw)")
+            expectKeys(hello.object, ["messages", "total_count", "has_more"])
+            #expect(ids(hello) == [greeting])  // deleted and other-room messages never found
+            let hit = try #require(hello.list("messages").first)
+            expectKeys(hit, ["message_id", "sender_name", "message_content", "created_at", "highlight"])
+            #expect(hit["highlight"] as? String == "안녕하세요")
+            #expect(hit["sender_name"] as? String == "김철수")
+            expectTimestamp(hit["created_at"])
+
+            #expect(ids(try await search("철수")) == [kim, chulsoo])  // prefix and inside a word, newest first
+            #expect(ids(try await search("하세요")) == [greeting])
+            #expect(ids(try await search("hello")) == [kim])
+            #expect(ids(try await search("WORL")) == [kim])
+            #expect(ids(try await search("철수 world")) == [kim])  // every term must match
+            #expect(ids(try await search("수왔")).isEmpty)  // bigrams across words do not count
+            #expect(try await search("철수").list("messages").first?["highlight"] as? String == "김철수가")
+
+            let paged = try await api.request(.get, "/chat/rooms/\(room)/search/?query=%EC%B2%A0%EC%88%98&size=1", token: a.token)
+            #expect(ids(paged) == [kim])
+            #expect(paged.int("total_count") == 2)
+            #expect(paged["has_more"] as? Bool == true)
+
+            // Across rooms: each hit carries its room.
+            let everywhere = try await search("안녕", path: "/chat/search/")
+            #expect(everywhere.status == .ok)
+            #expect(everywhere.int("total_count") == 2)
+            #expect(Set(everywhere.list("messages").compactMap { ($0["room_id"] as? NSNumber)?.int64Value }) == [room, other])
+        }
+    }
+
+    @Test func hostileQueriesAreJustText() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            try await api.send(a, room, "it's a & b | c: don't (panic) * \\ \"quoted\"")
+            let hostile = [
+                "'", "\"", "&", "|", "!", "(", ")", ":", "*", "\\", "a & b", "don't", "'; DROP TABLE messages; --",
+                "!!!", "():*", "a:*", "(((", String(repeating: "x", count: 200), String(repeating: "가", count: 200),
+                "\u{0}", "%", "_", "<->", "a <-> b",
+            ]
+            for text in hostile {
+                let encoded = text.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!
+                let response = try await api.request(.get, "/chat/rooms/\(room)/search/?query=\(encoded)", token: a.token)
+                #expect(response.status == .ok, "\(text): \(response.raw)")
+            }
+            let quoted = try await api.request(.get, "/chat/rooms/\(room)/search/?query=don%27t%20panic", token: a.token)
+            #expect(quoted.int("total_count") == 1)
+            for query in ["", "%20%20", "query=x&size=0", "size=101"] {
+                let path = query.contains("=") ? "?\(query)" : "?query=\(query)"
+                let response = try await api.request(.get, "/chat/rooms/\(room)/search/\(path)", token: a.token)
+                #expect(response.status == .unprocessableContent, "\(query)")
+            }
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/search/", token: a.token).status == .unprocessableContent)
+            let outsider = try await api.makeUser()
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/search/?query=a", token: outsider.token).status == .forbidden)
+        }
+    }
+}
