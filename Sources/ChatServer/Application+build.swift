@@ -64,11 +64,15 @@ func buildRouter(
 
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
     let rooms = RoomStore(db: postgres, events: events)
+    let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
     RoomController(rooms: rooms).addRoutes(to: chat)
-    MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files)
+    MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files, storage: storage)
         .addRoutes(to: chat)
     SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
     SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)
+
+    UploadsController(storage: storage, files: FileStore(db: postgres))
+        .addRoutes(to: Routes(group: router.group("uploads"), prefix: "uploads", registry: registry))
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router

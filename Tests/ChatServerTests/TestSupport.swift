@@ -93,6 +93,36 @@ struct TestAPI: Sendable {
         return TestUser(id: id, name: name, token: token)
     }
 
+    /// Sends a multipart/form-data body built from text fields and one optional file part.
+    func upload(
+        _ user: TestUser, _ roomID: Int64, fields: [(String, String)], file: (name: String, type: String, bytes: [UInt8])?
+    ) async throws -> JSONResponse {
+        let boundary = "----chat-test-\(UInt64.random(in: 0...UInt64.max))"
+        var body: [UInt8] = []
+        for (name, value) in fields {
+            body += Array("--\(boundary)\r\nContent-Disposition: form-data; name=\"\(name)\"\r\n\r\n\(value)\r\n".utf8)
+        }
+        if let file {
+            body += Array(
+                "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: \(file.type)\r\n\r\n".utf8)
+            body += file.bytes + Array("\r\n".utf8)
+        }
+        body += Array("--\(boundary)--\r\n".utf8)
+        var headers: HTTPFields = [.contentType: "multipart/form-data; boundary=\(boundary)"]
+        headers[.authorization] = "Bearer \(user.token)"
+        let response = try await client.execute(
+            uri: "/chat/rooms/\(roomID)/messages/", method: .post, headers: headers, body: ByteBuffer(bytes: body))
+        let text = String(buffer: response.body)
+        let parsed = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        return JSONResponse(status: response.status, headers: response.headers, raw: text, json: parsed)
+    }
+
+    /// A GET returning raw bytes (for served files).
+    func raw(_ path: String, headers: HTTPFields = [:]) async throws -> (status: HTTPResponse.Status, headers: HTTPFields, body: [UInt8]) {
+        let response = try await client.execute(uri: path, method: .get, headers: headers, body: nil)
+        return (response.status, response.headers, Array(response.body.readableBytesView))
+    }
+
     static func token(sub: String, name: String?, expiresIn: TimeInterval = 3600) async throws -> String {
         let keys = JWTKeyCollection()
         await keys.add(hmac: HMACKey(from: secret), digestAlgorithm: .sha256)

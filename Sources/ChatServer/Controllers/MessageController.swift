@@ -1,4 +1,5 @@
 import ChatCore
+import Foundation
 import Hummingbird
 
 /// `/chat/rooms/{room_id}/messages...` and `/read`.
@@ -6,6 +7,7 @@ struct MessageController {
     let messages: MessageStore
     let rooms: RoomStore
     let files: FileURLs
+    let storage: UploadStorage
 
     struct SendMessageRequest: Decodable {
         var messageContent: String?
@@ -45,7 +47,8 @@ struct MessageController {
             let roomID = try context.pathID("room_id")
             try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             if let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/") {
-                throw APIError.validation("File uploads (multipart/form-data) are not supported yet")
+                let upload = try await MultipartUpload.receive(request, storage: storage)
+                return try await sendUpload(upload, roomID: roomID, senderID: user.id)
             }
             let body = try await request.decodeJSON(SendMessageRequest.self, context: context)
             let type = try Self.messageType(body.messageType)
@@ -73,6 +76,7 @@ struct MessageController {
             let user = try context.requireUser()
             let outcome = try await messages.delete(
                 roomID: try context.pathID("room_id"), messageID: try context.pathID("message_id"), by: user.id)
+            if let stored = outcome.removedFilePath { await storage.remove(storedName: stored) }
             return MessageResponse(outcome.message, files: files)
         }
         routes.on("rooms/:room_id/read", .post) { request, context in
@@ -84,6 +88,75 @@ struct MessageController {
             return ReadResponse(
                 roomId: state.roomID, userId: state.userID, lastReadAt: state.lastReadAt, unreadCount: state.unreadCount)
         }
+    }
+
+    /// Stores an uploaded file under a generated name and sends its message; the file is
+    /// removed again when anything fails, so a rejected upload leaves nothing behind.
+    func sendUpload(_ upload: MultipartUpload, roomID: Int64, senderID: Int64) async throws
+        -> EditedResponse<MessageResponse>
+    {
+        guard let temporary = upload.file else {
+            throw APIError.validation("file is required")
+        }
+        var committedName: String?
+        do {
+            let type = try Self.messageType(upload.fields["message_type"] ?? MessageType.file.rawValue)
+            let originalName = UploadStorage.sanitizedFileName(upload.fileName)
+            let contentType: String
+            let fileExtension: String?
+            switch type {
+            case .image:
+                guard let image = FileSignature.image(temporary.prefix) else {
+                    throw APIError.validation("An image must be a JPEG, PNG, GIF or WebP file")
+                }
+                (contentType, fileExtension) = (image.contentType, image.fileExtension)
+            case .voice:
+                guard let audio = FileSignature.audio(temporary.prefix) else {
+                    throw APIError.validation("A voice message must be an audio file (Ogg, MP3, M4A, WAV, WebM, AMR, AAC)")
+                }
+                (contentType, fileExtension) = (audio, UploadStorage.fileExtension(of: originalName))
+            case .file:
+                contentType = Self.safeContentType(upload.declaredContentType)
+                fileExtension = UploadStorage.fileExtension(of: originalName)
+            case .text, .location:
+                throw APIError.validation("multipart uploads must have message_type image, file or voice")
+            }
+            let replyTo = try upload.fields["reply_to_message_id"].map { text -> Int64 in
+                guard let id = Int64(text) else { throw APIError.validation("reply_to_message_id: expected an integer") }
+                return id
+            }
+            let name = UploadStorage.randomName(extension: fileExtension)
+            try await storage.commit(temporary, as: name)
+            committedName = name
+            let caption = upload.fields["message_content"].flatMap { $0.isEmpty ? nil : $0 }
+            let outcome = try await messages.send(
+                roomID: roomID, senderID: senderID,
+                draft: MessageDraft(
+                    content: caption, type: type, replyToMessageID: replyTo,
+                    clientMessageID: upload.fields["client_message_id"],
+                    file: StoredFile(path: name, originalName: originalName, size: Int64(temporary.size), contentType: contentType)))
+            if !outcome.created { await storage.remove(storedName: name) }  // a repeat: keep the first file only
+            return EditedResponse(
+                status: outcome.created ? .created : .ok, response: MessageResponse(outcome.message, files: files))
+        } catch {
+            temporary.discard()
+            if let committedName { await storage.remove(storedName: committedName) }
+            throw error
+        }
+    }
+
+    /// The declared type of a generic file if it is a plain `type/subtype`, else
+    /// `application/octet-stream`.
+    static func safeContentType(_ declared: String?) -> String {
+        guard let declared = declared?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
+            declared.count <= 100
+        else { return "application/octet-stream" }
+        let parts = declared.split(separator: "/", omittingEmptySubsequences: false)
+        let token: (Substring) -> Bool = { part in
+            !part.isEmpty && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "!#$&^_.+-".contains($0)) }
+        }
+        guard parts.count == 2, token(parts[0]), token(parts[1]) else { return "application/octet-stream" }
+        return declared
     }
 
     static func messageType(_ raw: String?) throws -> MessageType {
