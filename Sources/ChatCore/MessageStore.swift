@@ -247,7 +247,8 @@ public struct MessageStore: Sendable {
                 unreadCount: try row.decode(Int.self, "unread_count"),
                 readReceiptsEnabled: try row.decode(Bool.self, "read_receipt_enabled"))
         }
-        await events.publish(.messageRead(state))
+        // A user who turned read receipts off is not announced to others.
+        if state.readReceiptsEnabled { await events.publish(.messageRead(state)) }
         return state
     }
 }

@@ -25,6 +25,10 @@ public struct AppConfiguration: Sendable {
     public var migrateOnStart: Bool
     /// Directory of the numbered `.sql` migration files.
     public var migrationsDirectory: String
+    /// Seconds between retention runs (`RETENTION_INTERVAL_SECONDS`); 0 turns the job off.
+    public var retentionIntervalSeconds: Int
+    /// Messages deleted per retention transaction.
+    public var retentionBatchSize: Int
 
     public static let developmentJWTSecret = "development-only-secret-do-not-use-in-production"
 
@@ -33,7 +37,8 @@ public struct AppConfiguration: Sendable {
         accessTokenTTLSeconds: Int = 86_400, uploadDirectory: String = "./uploads", publicBaseURL: String = "",
         maxUploadBytes: Int = 20 * 1024 * 1024, databasePoolSize: Int = 10, databasePoolTimeoutSeconds: Double = 5,
         bcryptCost: Int = 12, logLevel: Logger.Level = .info, developmentMode: Bool = false,
-        migrateOnStart: Bool = true, migrationsDirectory: String = "sql"
+        migrateOnStart: Bool = true, migrationsDirectory: String = "sql", retentionIntervalSeconds: Int = 3600,
+        retentionBatchSize: Int = 500
     ) {
         self.databaseURL = databaseURL
         self.host = host
@@ -50,6 +55,8 @@ public struct AppConfiguration: Sendable {
         self.developmentMode = developmentMode
         self.migrateOnStart = migrateOnStart
         self.migrationsDirectory = migrationsDirectory
+        self.retentionIntervalSeconds = retentionIntervalSeconds
+        self.retentionBatchSize = retentionBatchSize
     }
 
     public struct Invalid: Error, CustomStringConvertible {
@@ -114,6 +121,8 @@ public struct AppConfiguration: Sendable {
             logLevel: level,
             developmentMode: development,
             migrateOnStart: try bool("MIGRATE_ON_START", true),
-            migrationsDirectory: value("MIGRATIONS_DIR") ?? "sql")
+            migrationsDirectory: value("MIGRATIONS_DIR") ?? "sql",
+            retentionIntervalSeconds: try int("RETENTION_INTERVAL_SECONDS", 3600, 0...604_800),
+            retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
     }
 }

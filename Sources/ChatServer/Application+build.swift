@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import Postgres
 import Prometheus
+import ServiceLifecycle
 
 /// Builds the server: database pool, stores, routes and middleware. Used by `chat-server
 /// serve` and by the tests, so both run the same application.
@@ -20,11 +21,20 @@ public func buildApplication(
         logger: logger)
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, logger: logger, metrics: metrics, events: events)
+    var services: [any Service] = [postgres]
+    if configuration.retentionIntervalSeconds > 0 {
+        services.append(
+            RetentionService(
+                store: RetentionStore(db: postgres),
+                storage: UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes),
+                interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
+                logger: logger))
+    }
     var app = Application(
         router: router,
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "chat-server"),
-        services: [postgres],
+        services: services,
         logger: logger)
     if configuration.migrateOnStart {
         app.beforeServerStarts {

@@ -4,6 +4,8 @@ import HummingbirdTesting
 import JWTKit
 import Logging
 import Testing
+import ChatCore
+import NIOConcurrencyHelpers
 
 @testable import ChatServer
 
@@ -11,6 +13,7 @@ import Testing
 /// `scripts/test.sh`) and runs `body` with a client that calls its router.
 func withApp<R: Sendable>(
     configure: (inout AppConfiguration) -> Void = { _ in },
+    events: any ChatEventSink = DiscardingEventSink(),
     _ body: @Sendable @escaping (TestAPI) async throws -> R
 ) async throws -> R {
     guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
@@ -19,11 +22,11 @@ func withApp<R: Sendable>(
     }
     var configuration = AppConfiguration(
         databaseURL: url, port: 0, jwtSecret: TestAPI.secret, bcryptCost: 4, logLevel: .warning,
-        migrationsDirectory: TestAPI.sqlDirectory)
+        migrationsDirectory: TestAPI.sqlDirectory, retentionIntervalSeconds: 0)
     configure(&configuration)
     var logger = Logger(label: "chat-tests")
     logger.logLevel = .warning
-    let app = try await buildApplication(configuration: configuration, logger: logger)
+    let app = try await buildApplication(configuration: configuration, logger: logger, events: events)
     return try await app.test(.router) { client in
         try await body(TestAPI(client: client))
     }
@@ -167,4 +170,11 @@ func expectTimestamp(_ value: Any?, sourceLocation: SourceLocation = #_sourceLoc
 
 func expectKeys(_ object: [String: Any], _ keys: Set<String>, sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(Set(object.keys) == keys, sourceLocation: sourceLocation)
+}
+
+/// Records published events, for tests of what the stores announce.
+final class RecordingEventSink: ChatEventSink {
+    private let box = NIOLockedValueBox<[ChatEvent]>([])
+    var events: [ChatEvent] { box.withLockedValue { $0 } }
+    func publish(_ event: ChatEvent) async { box.withLockedValue { $0.append(event) } }
 }

@@ -1,0 +1,53 @@
+import ChatCore
+import Logging
+import Metrics
+import ServiceLifecycle
+
+/// Runs the retention job every `interval`: deletes expired messages in batches (one
+/// instance at a time, by advisory lock) and removes their files.
+struct RetentionService: Service {
+    let store: RetentionStore
+    let storage: UploadStorage
+    let interval: Duration
+    let batchSize: Int
+    let logger: Logger
+    let deletedCounter = Counter(label: "chat_retention_deleted_messages_total")
+    let runsCounter = Counter(label: "chat_retention_runs_total")
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+            } catch {
+                return
+            }
+            do {
+                try await runOnce()
+            } catch {
+                logger.error("retention run failed", metadata: ["error": "\(String(reflecting: error))"])
+            }
+        }
+    }
+
+    /// Deletes everything that is due now. Returns how many messages went, or nil when
+    /// another instance is running the job.
+    @discardableResult
+    func runOnce() async throws -> Int? {
+        var total = 0
+        while true {
+            guard let batch = try await store.deleteExpiredBatch(limit: batchSize) else {
+                logger.debug("retention skipped: another instance holds the lock")
+                return total == 0 ? nil : total
+            }
+            for path in batch.filePaths { await storage.remove(storedName: path) }
+            total += batch.deletedMessages
+            deletedCounter.increment(by: batch.deletedMessages)
+            if batch.deletedMessages < batchSize { break }
+        }
+        runsCounter.increment()
+        if total > 0 {
+            logger.info("retention deleted expired messages", metadata: ["chat.deleted_messages": "\(total)"])
+        }
+        return total
+    }
+}

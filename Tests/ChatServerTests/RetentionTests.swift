@@ -1,0 +1,73 @@
+import ChatCore
+import Foundation
+import Logging
+import Postgres
+import Testing
+
+@testable import ChatServer
+
+@Suite struct RetentionTests {
+    @Test func deletesExpiredMessagesAndFilesOnlyWhereEnabled() async throws {
+        let directory = NSTemporaryDirectory() + "chat-retention-\(UInt64.random(in: 0...UInt64.max))"
+        try await withApp(configure: { $0.uploadDirectory = directory }) { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let expiring = try await api.makeGroup(a, with: [b])
+            let keeping = try await api.makeGroup(a, with: [b])
+            let settings = try await api.request(
+                .put, "/chat/rooms/\(expiring)/settings/", token: a.token,
+                json: ["auto_delete_enabled": true, "message_retention_days": 1])
+            #expect(settings.status == .ok)
+
+            var old: [Int64] = []
+            for i in 0..<3 { old.append(try #require(try await api.send(a, expiring, "old \(i)").int("message_id"))) }
+            let oldFile = try await api.upload(
+                a, expiring, fields: [("message_type", "file")], file: ("old.txt", "text/plain", Array("bye".utf8)))
+            old.append(try #require(oldFile.int("message_id")))
+            let reply = try #require(
+                try await api.send(b, expiring, "recent reply", extra: ["reply_to_message_id": old[0]]).int("message_id"))
+            let keptOld = try #require(try await api.send(a, keeping, "old but kept").int("message_id"))
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0 != ".incoming" }.count == 1)
+
+            // Back-date with SQL, as an operator could.
+            let db = PostgresClient(configuration: PostgresConfiguration(url: ProcessInfo.processInfo.environment["DATABASE_URL"]!, poolSize: 1))
+            try await db.execute(
+                "UPDATE messages SET created_at = now() - interval '2 days' WHERE message_id = ANY(\(old + [keptOld]))")
+
+            let service = RetentionService(
+                store: RetentionStore(db: db), storage: UploadStorage(directory: directory, maxBytes: 1 << 20),
+                interval: .seconds(3600), batchSize: 2, logger: Logger(label: "retention-test"))
+            let deleted = try await service.runOnce()
+            await db.shutdown()
+            #expect((deleted ?? 0) >= 4)
+
+            let remaining = try await api.request(.get, "/chat/rooms/\(expiring)/messages/", token: a.token)
+            let ids = remaining.list("messages").compactMap { ($0["message_id"] as? NSNumber)?.int64Value }
+            #expect(ids == [reply])
+            #expect(remaining.list("messages").first?["reply_to_message_id"] is NSNull)  // its target is gone
+            #expect(try await api.request(.get, "/chat/rooms/\(keeping)/messages/", token: a.token).int("total_count") == 1)
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0 != ".incoming" }.isEmpty == true)
+        }
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+@Suite struct ReadReceiptTests {
+    @Test func readEventsRespectTheReadersSetting() async throws {
+        let sink = RecordingEventSink()
+        try await withApp(events: sink) { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            try await api.send(a, room, "hi")
+            #expect(try await api.request(.post, "/chat/rooms/\(room)/read/", token: b.token).status == .ok)
+            _ = try await api.request(.put, "/chat/rooms/\(room)/settings/", token: b.token, json: ["read_receipt_enabled": false])
+            try await api.send(a, room, "again")
+            #expect(try await api.request(.post, "/chat/rooms/\(room)/read/", token: b.token).status == .ok)
+            let reads = sink.events.compactMap { event -> Int64? in
+                if case .messageRead(let state) = event, state.roomID == room { return state.userID }
+                return nil
+            }
+            #expect(reads == [b.id])  // only the read made while receipts were on
+            #expect(sink.events.contains { if case .messageCreated(let m) = $0 { m.content == "again" } else { false } })
+        }
+    }
+}
