@@ -6,14 +6,15 @@
 -- or more syllables can match inside a word ('철수' finds '김철수가') through the same GIN
 -- index; the server rechecks such matches against the text. A query word never contains
 -- '~' (it is a separator), so prefix queries cannot hit the bigram entries.
--- The server's query builder (Sources/ChatCore/SearchQuery.swift) splits words the same way.
+-- The server asks chat_search_words() for the words of a query too, so both sides always
+-- split and lower-case alike (SearchQuery.swift mirrors the separators for highlights).
 
 CREATE FUNCTION chat_search_words(content text) RETURNS text[]
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT COALESCE(array_agg(DISTINCT w), '{}')
     FROM regexp_split_to_table(
         lower(COALESCE(content, '')),
-        '[\s!-/:-@\[-`{-~\u00A0-\u00BF\u2000-\u206F\u3000-\u303F\uFF01-\uFF0F\uFF1A-\uFF20]+') AS w
+        '[\u0001-\u0020\u007F\u0085!-/:-@\[-`{-~\u00A0-\u00BF\u1680\u2000-\u206F\u3000-\u303F\uFF01-\uFF0F\uFF1A-\uFF20]+') AS w
     WHERE w <> '' AND octet_length(w) <= 200
 $$;
 

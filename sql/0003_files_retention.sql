@@ -6,6 +6,10 @@ CREATE UNIQUE INDEX messages_file_path_key ON messages (file_path) WHERE file_pa
 -- Retention deletes a room's messages older than its retention period, oldest first.
 CREATE INDEX messages_room_created_idx ON messages (room_id, created_at);
 
+-- Deleting a message sets reply_to_message_id of its replies to NULL: find them by index
+-- instead of scanning the table once per deleted message.
+CREATE INDEX messages_reply_to_idx ON messages (reply_to_message_id) WHERE reply_to_message_id IS NOT NULL;
+
 -- Rooms that have retention switched on (few), for the retention job.
 CREATE INDEX rooms_auto_delete_idx ON rooms (room_id) WHERE auto_delete_enabled AND is_active;
 

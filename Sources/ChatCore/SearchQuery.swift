@@ -1,8 +1,10 @@
 /// A user's search text turned into what the database needs. Pure: no database access.
 ///
-/// Words are split exactly like `chat_search_words` in `sql/0002_search.sql` (whitespace
-/// and punctuation separate; lower-cased), so every word is plain letters and digits
-/// and needs no escaping inside a tsquery. Every word must match:
+/// Words are runs between whitespace and punctuation, lower-cased, as `chat_search_words`
+/// in `sql/0002_search.sql` splits messages; `SearchStore` replaces the words split here by
+/// the ones that function returns, so both sides always agree. A word contains no
+/// separator, hence no quote or operator, and needs no escaping inside a tsquery. Every
+/// word must match:
 /// - as a prefix of a word of the message (`안녕` finds `안녕하세요`, `hel` finds `Hello`);
 /// - a word of two or more Hangul syllables also inside a word (`철수` finds `김철수가`),
 ///   through the indexed syllable bigrams, rechecked against the text (`infixTerms`).
@@ -10,10 +12,16 @@ public struct SearchQuery: Sendable, Equatable {
     public static let maxLength = 200
     public static let maxWords = 16
 
-    /// The normalised words, in order, without repeats.
-    public let words: [String]
+    /// Longest word the index keeps (bytes of UTF-8), as in `chat_search_words`.
+    public static let maxWordBytes = 200
 
-    /// Parses the `query` parameter: 1–200 characters after trimming, else `.invalid`.
+    /// The trimmed text.
+    public let text: String
+    /// The normalised words, without repeats.
+    public private(set) var words: [String]
+
+    /// Parses the `query` parameter: 1–200 characters after trimming and at most 16
+    /// words, else `.invalid`.
     public init(_ text: String) throws(ChatError) {
         let trimmed = text.trimmingWhitespace()
         guard !trimmed.isEmpty else { throw .invalid("query must not be empty") }
@@ -21,15 +29,24 @@ public struct SearchQuery: Sendable, Equatable {
             throw .invalid("query must be at most \(Self.maxLength) characters")
         }
         var words: [String] = []
-        for word in Self.splitWords(trimmed) where !words.contains(word) && words.count < Self.maxWords {
-            words.append(word)
-        }
+        for word in Self.splitWords(trimmed) where !words.contains(word) { words.append(word) }
+        guard words.count <= Self.maxWords else { throw .invalid("query may have at most \(Self.maxWords) words") }
+        self.text = trimmed
         self.words = words
     }
 
-    /// True when the text had no word characters at all (e.g. only punctuation): nothing
-    /// can match.
-    public var isEmpty: Bool { words.isEmpty }
+    /// The same query with the words the database split from `text`.
+    public func withWords(_ words: [String]) -> SearchQuery {
+        var copy = self
+        copy.words = words
+        return copy
+    }
+
+    /// True when nothing can match: no word characters at all (only punctuation), or a
+    /// word longer than the index keeps.
+    public var matchesNothing: Bool {
+        words.isEmpty || words.contains { $0.utf8.count > Self.maxWordBytes }
+    }
 
     /// The tsquery text (`'안녕':* & ('철수':* | '~철수')`), cast with `::tsquery`: the words
     /// are already normalised, and a configuration would strip the bigram mark.
@@ -68,8 +85,8 @@ public struct SearchQuery: Sendable, Equatable {
         switch scalar.value {
         case 0x00...0x20, 0x7F, 0x85: return true  // controls and space (\s), NUL included
         case 0x21...0x2F, 0x3A...0x40, 0x5B...0x60, 0x7B...0x7E: return true  // ASCII punctuation
-        case 0xA0...0xBF, 0x2000...0x206F, 0x3000...0x303F, 0xFF01...0xFF0F, 0xFF1A...0xFF20: return true
-        default: return scalar.properties.isWhitespace
+        case 0xA0...0xBF, 0x1680, 0x2000...0x206F, 0x3000...0x303F, 0xFF01...0xFF0F, 0xFF1A...0xFF20: return true
+        default: return false
         }
     }
 
@@ -78,8 +95,7 @@ public struct SearchQuery: Sendable, Equatable {
         var current = String.UnicodeScalarView()
         func flush() {
             if !current.isEmpty {
-                let word = String(current).lowercased()
-                if word.utf8.count <= 200 { words.append(word) }
+                words.append(String(current).lowercased())
                 current = String.UnicodeScalarView()
             }
         }

@@ -52,8 +52,17 @@ public struct SearchStore: Sendable {
 
 extension PostgresConnection {
     /// `scope` is a SQL condition on `m` whose values are already bound.
-    fileprivate func search(scope: PostgresQuery, query: SearchQuery, page: Int, size: Int) async throws -> SearchPage {
-        if query.isEmpty { return SearchPage(hits: [], totalCount: 0, hasMore: false) }
+    fileprivate func search(scope: PostgresQuery, query parsed: SearchQuery, page: Int, size: Int) async throws
+        -> SearchPage
+    {
+        let nothing = SearchPage(hits: [], totalCount: 0, hasMore: false)
+        if parsed.matchesNothing { return nothing }
+        // Split and lower-case the query exactly as the index did.
+        let words = try await self.query("SELECT unnest(chat_search_words(\(parsed.text)))").map {
+            try $0.decode(String.self, column: 0)
+        }
+        let query = parsed.withWords(words)
+        if query.matchesNothing { return nothing }
         let condition: PostgresQuery = """
             \(scope) AND NOT m.is_deleted
             AND m.search_document @@ \(query.tsquery)::tsquery

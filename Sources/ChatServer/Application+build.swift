@@ -25,7 +25,7 @@ public func buildApplication(
     if configuration.retentionIntervalSeconds > 0 {
         services.append(
             RetentionService(
-                store: RetentionStore(db: postgres),
+                store: RetentionStore(db: postgres), files: FileStore(db: postgres),
                 storage: UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes),
                 interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
                 logger: logger))
@@ -75,6 +75,7 @@ func buildRouter(
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
     let rooms = RoomStore(db: postgres, events: events)
     let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
+    try storage.prepare()
     RoomController(rooms: rooms).addRoutes(to: chat)
     MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files, storage: storage)
         .addRoutes(to: chat)

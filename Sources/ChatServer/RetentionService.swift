@@ -4,9 +4,11 @@ import Metrics
 import ServiceLifecycle
 
 /// Runs the retention job every `interval`: deletes expired messages in batches (one
-/// instance at a time, by advisory lock) and removes their files.
+/// instance at a time, by advisory lock) and removes their files; also clears partial
+/// uploads abandoned by a crashed process.
 struct RetentionService: Service {
     let store: RetentionStore
+    let files: FileStore
     let storage: UploadStorage
     let interval: Duration
     let batchSize: Int
@@ -45,6 +47,16 @@ struct RetentionService: Service {
             if batch.deletedMessages < batchSize { break }
         }
         runsCounter.increment()
+        // Files a crash left behind: partial uploads, and stored files whose message was
+        // never committed or whose removal after a delete was lost (an hour's grace).
+        var abandoned = await storage.sweepAbandonedUploads(olderThan: 3600)
+        for name in try await files.unreferenced(await storage.storedNames(olderThan: 3600)) {
+            await storage.remove(storedName: name)
+            abandoned += 1
+        }
+        if abandoned > 0 {
+            logger.notice("removed abandoned upload files", metadata: ["chat.files": "\(abandoned)"])
+        }
         if total > 0 {
             logger.info("retention deleted expired messages", metadata: ["chat.deleted_messages": "\(total)"])
         }

@@ -25,7 +25,8 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
         self.binds = stringInterpolation.binds
     }
 
-    /// Adds `offset` to every `$N` placeholder outside quoted literals and identifiers.
+    /// Adds `offset` to every `$N` placeholder outside quoted literals, quoted identifiers
+    /// and comments. (Backslash escapes of `E'...'` strings are not understood.)
     static func renumberPlaceholders(in sql: String, by offset: Int) -> String {
         guard offset > 0 else { return sql }
         var result = ""
@@ -38,6 +39,15 @@ public struct PostgresQuery: Sendable, Hashable, ExpressibleByStringInterpolatio
                 if character == open { quote = nil }
                 result.append(character)
                 index = sql.index(after: index)
+            } else if sql[index...].hasPrefix("--") {
+                let end = sql[index...].firstIndex(of: "\n") ?? sql.endIndex
+                result.append(contentsOf: sql[index..<end])
+                index = end
+            } else if sql[index...].hasPrefix("/*") {
+                let rest = sql[sql.index(index, offsetBy: 2)...]
+                let end = rest.range(of: "*/")?.upperBound ?? sql.endIndex
+                result.append(contentsOf: sql[index..<end])
+                index = end
             } else if character == "'" || character == "\"" {
                 quote = character
                 result.append(character)

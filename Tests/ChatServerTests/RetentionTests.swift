@@ -34,7 +34,7 @@ import Testing
                 "UPDATE messages SET created_at = now() - interval '2 days' WHERE message_id = ANY(\(old + [keptOld]))")
 
             let service = RetentionService(
-                store: RetentionStore(db: db), storage: UploadStorage(directory: directory, maxBytes: 1 << 20),
+                store: RetentionStore(db: db), files: FileStore(db: db), storage: UploadStorage(directory: directory, maxBytes: 1 << 20),
                 interval: .seconds(3600), batchSize: 2, logger: Logger(label: "retention-test"))
             let deleted = try await service.runOnce()
             await db.shutdown()

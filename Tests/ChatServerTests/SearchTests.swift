@@ -24,7 +24,9 @@ import Testing
     }
 
     @Test func punctuationOnlyHasNoWords() throws {
-        #expect(try SearchQuery("!!! ??? &|!():*\\").isEmpty)
+        #expect(try SearchQuery("!!! ??? &|!():*\\").matchesNothing)
+        #expect(try SearchQuery("abc " + String(repeating: "가", count: 70)).matchesNothing)  // a 210-byte word
+        #expect(throws: ChatError.self) { try SearchQuery((1...17).map { "w\($0)" }.joined(separator: " ")) }
     }
 
     @Test func highlightIsTheMatchingWords() throws {

@@ -98,7 +98,8 @@ struct TestAPI: Sendable {
 
     /// Sends a multipart/form-data body built from text fields and one optional file part.
     func upload(
-        _ user: TestUser, _ roomID: Int64, fields: [(String, String)], file: (name: String, type: String, bytes: [UInt8])?
+        _ user: TestUser, _ roomID: Int64, fields: [(String, String)], file: (name: String, type: String, bytes: [UInt8])?,
+        truncated: Bool = false
     ) async throws -> JSONResponse {
         let boundary = "----chat-test-\(UInt64.random(in: 0...UInt64.max))"
         var body: [UInt8] = []
@@ -110,7 +111,11 @@ struct TestAPI: Sendable {
                 "--\(boundary)\r\nContent-Disposition: form-data; name=\"file\"; filename=\"\(file.name)\"\r\nContent-Type: \(file.type)\r\n\r\n".utf8)
             body += file.bytes + Array("\r\n".utf8)
         }
-        body += Array("--\(boundary)--\r\n".utf8)
+        if truncated {
+            body.removeLast(2)  // the body ends inside the file part: no closing boundary
+        } else {
+            body += Array("--\(boundary)--\r\n".utf8)
+        }
         var headers: HTTPFields = [.contentType: "multipart/form-data; boundary=\(boundary)"]
         headers[.authorization] = "Bearer \(user.token)"
         let response = try await client.execute(

@@ -112,7 +112,7 @@ import Testing
 
             let full = try await api.raw(path)
             #expect(full.status == .ok)
-            #expect(full.headers[.contentType] == "text/html")
+            #expect(full.headers[.contentType] == "application/octet-stream")  // declared text/html is not trusted
             #expect(full.headers[.contentDisposition]?.hasPrefix("attachment") == true)
             #expect(full.headers[.cacheControl] != nil)
             let etag = try #require(full.headers[.eTag])
@@ -138,6 +138,35 @@ import Testing
             #expect(deleted["file_url"] is NSNull)
             #expect(storedFiles(directory).isEmpty)
             #expect(try await api.raw(path).status == .notFound)
+        }
+    }
+
+    @Test func hostileFormsAreRejectedWithoutLeftovers() async throws {
+        try await withUploadApp(limit: 1 << 20) { api, directory in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            let truncated = try await api.upload(
+                a, room, fields: [("message_type", "file")], file: ("cut.bin", "application/octet-stream", Array(repeating: 1, count: 5000)),
+                truncated: true)
+            #expect(truncated.status == .unprocessableContent, "\(truncated.raw)")
+            let manyFields = try await api.upload(
+                a, room, fields: (0..<40).map { ("extra\($0)", String(repeating: "x", count: 2000)) },
+                file: ("a.txt", "text/plain", [65]))
+            #expect(manyFields.status == .contentTooLarge || manyFields.status == .unprocessableContent, "\(manyFields.raw)")
+            #expect(storedFiles(directory).isEmpty)
+            #expect(incomingFiles(directory).isEmpty)
+
+            // Markup declared by the client is never served as such, nor inline.
+            let svg = try await api.upload(
+                a, room, fields: [("message_type", "file")],
+                file: ("x.svg", "image/svg+xml", Array("<svg onload=alert(1)></svg>".utf8)))
+            #expect(svg.status == .created)
+            let url = try #require(svg["file_url"] as? String)
+            #expect(!url.hasSuffix(".svg"))
+            let served = try await api.raw(String(url.dropFirst("https://chat.example.com".count)))
+            #expect(served.headers[.contentType] == "application/octet-stream")
+            #expect(served.headers[.contentDisposition]?.hasPrefix("attachment") == true)
+            #expect(served.headers[.contentSecurityPolicy]?.contains("sandbox") == true)
         }
     }
 

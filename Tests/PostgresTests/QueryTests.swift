@@ -25,6 +25,9 @@ import Testing
         let query: PostgresQuery = "SELECT \(0) WHERE \(fragment) AND c = \(3)"
         #expect(query.sql == "SELECT $1 WHERE a = $2 AND b = '$1' AND \"$2\" = $3 AND c = $4")
         #expect(query.binds.values == ["0", "1", "2", "3"])
+        let commented: PostgresQuery = "-- don't\nx = \(1) /* it's $1 */ AND y = \(2)"
+        let outer: PostgresQuery = "SELECT \(0) WHERE \(commented)"
+        #expect(outer.sql == "SELECT $1 WHERE -- don't\nx = $2 /* it's $1 */ AND y = $3")
     }
 
     @Test func timestampsRoundTripThroughPostgresText() throws {

@@ -116,8 +116,12 @@ struct MessageController {
                 }
                 (contentType, fileExtension) = (audio, UploadStorage.fileExtension(of: originalName))
             case .file:
-                contentType = Self.safeContentType(upload.declaredContentType)
-                fileExtension = UploadStorage.fileExtension(of: originalName)
+                if let image = FileSignature.image(temporary.prefix) {
+                    (contentType, fileExtension) = (image.contentType, image.fileExtension)
+                } else {
+                    contentType = Self.safeContentType(upload.declaredContentType)
+                    fileExtension = UploadStorage.fileExtension(of: originalName)
+                }
             case .text, .location:
                 throw APIError.validation("multipart uploads must have message_type image, file or voice")
             }
@@ -139,14 +143,15 @@ struct MessageController {
             return EditedResponse(
                 status: outcome.created ? .created : .ok, response: MessageResponse(outcome.message, files: files))
         } catch {
-            temporary.discard()
+            await temporary.discard()
             if let committedName { await storage.remove(storedName: committedName) }
             throw error
         }
     }
 
-    /// The declared type of a generic file if it is a plain `type/subtype`, else
-    /// `application/octet-stream`.
+    /// The declared type of a generic file if it is a plain `type/subtype` that browsers do
+    /// not render as markup or script, and not an image type (images are recognised by
+    /// their bytes); else `application/octet-stream`.
     static func safeContentType(_ declared: String?) -> String {
         guard let declared = declared?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased(),
             declared.count <= 100
@@ -155,7 +160,9 @@ struct MessageController {
         let token: (Substring) -> Bool = { part in
             !part.isEmpty && part.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || "!#$&^_.+-".contains($0)) }
         }
-        guard parts.count == 2, token(parts[0]), token(parts[1]) else { return "application/octet-stream" }
+        guard parts.count == 2, token(parts[0]), token(parts[1]), parts[0] != "image",
+            !["html", "xml", "svg", "script", "xsl"].contains(where: { declared.contains($0) })
+        else { return "application/octet-stream" }
         return declared
     }
 

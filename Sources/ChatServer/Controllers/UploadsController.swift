@@ -19,10 +19,9 @@ struct UploadsController {
                 throw APIError(.notFound, "File not found")
             }
             let path = storage.path(forStoredName: name)
-            guard let attributes = try? FileManager.default.attributesOfItem(atPath: path),
-                let size = (attributes[.size] as? NSNumber)?.intValue
-            else { throw APIError(.notFound, "File not found") }
-            let modified = (attributes[.modificationDate] as? Date) ?? Date(timeIntervalSince1970: 0)
+            guard let (size, modified) = await storage.attributes(ofStoredName: name) else {
+                throw APIError(.notFound, "File not found")
+            }
             let etag = "\"\(name.prefix(32))-\(size)\""
             let lastModified = HTTPDate.format(modified)
 
@@ -36,8 +35,7 @@ struct UploadsController {
                 .acceptRanges: "bytes",
                 .contentSecurityPolicy: "default-src 'none'; sandbox",
             ]
-            let isImage = stored.contentType.hasPrefix("image/")
-            headers[.contentDisposition] = Self.disposition(isImage ? "inline" : "attachment", fileName: stored.fileName)
+            headers[.contentDisposition] = Self.disposition(stored.isImage ? "inline" : "attachment", fileName: stored.fileName)
 
             if Self.notModified(request.headers, etag: etag, modified: modified) {
                 return Response(status: .notModified, headers: headers)
@@ -117,19 +115,29 @@ enum ByteRange: Equatable {
 
 /// IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`) for Last-Modified and If-Modified-Since.
 enum HTTPDate {
+    static let weekdays = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"]
+    static let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+    static let calendar: Calendar = {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "GMT")!
+        return calendar
+    }()
+
     static func format(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.string(from: date)
+        let c = calendar.dateComponents([.weekday, .day, .month, .year, .hour, .minute, .second], from: date)
+        func two(_ value: Int?) -> String { String(format: "%02d", value ?? 0) }
+        return "\(weekdays[(c.weekday ?? 1) - 1]), \(two(c.day)) \(months[(c.month ?? 1) - 1]) \(c.year ?? 1970) "
+            + "\(two(c.hour)):\(two(c.minute)):\(two(c.second)) GMT"
     }
 
     static func parse(_ text: String) -> Date? {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss 'GMT'"
-        return formatter.date(from: text)
+        let parts = text.split(separator: " ")
+        guard parts.count == 6, parts[5] == "GMT", let day = Int(parts[1]),
+            let month = months.firstIndex(of: String(parts[2])), let year = Int(parts[3])
+        else { return nil }
+        let time = parts[4].split(separator: ":").compactMap { Int($0) }
+        guard time.count == 3 else { return nil }
+        return calendar.date(
+            from: DateComponents(year: year, month: month + 1, day: day, hour: time[0], minute: time[1], second: time[2]))
     }
 }

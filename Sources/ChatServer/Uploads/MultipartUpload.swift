@@ -10,7 +10,10 @@ struct MultipartUpload {
     var fileName: String?
     var declaredContentType: String?
 
+    /// Bytes of everything but the file (headers and text fields, all parts together).
     static let maxFieldBytes = 64 * 1024
+    static let maxParts = 16
+    static let knownFields: Set<String> = ["message_content", "message_type", "reply_to_message_id", "client_message_id"]
 
     /// Parses the request body. Throws 413 when the file passes `storage.maxBytes` (the
     /// temporary file is deleted) and 422 for a malformed form.
@@ -22,7 +25,6 @@ struct MultipartUpload {
         if let length = request.headers[.contentLength].flatMap(Int.init), length > bodyLimit {
             throw APIError(.contentTooLarge, "Upload is larger than \(storage.maxBytes) bytes")
         }
-        try storage.prepare()
         let state = ParseState()
         let parser = MultipartParser(boundary: boundary)
         parser.onHeader = { name, value in state.header(name, value) }
@@ -38,7 +40,7 @@ struct MultipartUpload {
                 try parser.execute(chunk)
                 if let failure = state.failure { throw failure }
                 if !state.pendingFileBytes.isEmpty {
-                    if state.file == nil { state.file = try TemporaryFile(in: storage) }
+                    if state.file == nil { state.file = try await TemporaryFile.create(in: storage) }
                     try await state.file!.append(state.pendingFileBytes)
                     state.pendingFileBytes.removeAll(keepingCapacity: true)
                     guard state.file!.size <= storage.maxBytes else {
@@ -46,11 +48,14 @@ struct MultipartUpload {
                     }
                 }
             }
-            guard state.completedParts > 0 else { throw APIError.validation("The multipart body is incomplete") }
-            if state.fileSeen, state.file == nil { state.file = try TemporaryFile(in: storage) }  // empty file
+            // A body cut short (no closing boundary) must not store a truncated file.
+            guard state.completedParts > 0, !state.partOpen, !state.fileSeen || state.fileCompleted else {
+                throw APIError.validation("The multipart body is incomplete")
+            }
+            if state.fileSeen, state.file == nil { state.file = try await TemporaryFile.create(in: storage) }  // empty file
             try await state.file?.finish()
         } catch {
-            state.file?.discard()
+            await state.file?.discard()
             if error is APIError { throw error }
             if error is UploadError { throw error }
             throw APIError.validation("Malformed multipart/form-data body")
@@ -73,6 +78,17 @@ struct MultipartUpload {
         var pendingFileBytes: [UInt8] = []
         var completedParts = 0
         var failure: APIError?
+        /// A part has started (headers or bytes seen) and not completed.
+        var partOpen = false
+        var fileCompleted = false
+        private var formBytes = 0
+
+        private func countFormBytes(_ count: Int) {
+            formBytes += count
+            if formBytes > MultipartUpload.maxFieldBytes {
+                failure = failure ?? APIError(.contentTooLarge, "Form fields are larger than \(MultipartUpload.maxFieldBytes) bytes")
+            }
+        }
 
         private var partName: String?
         private var partFileName: String?
@@ -80,6 +96,8 @@ struct MultipartUpload {
         private var fieldBytes: [UInt8] = []
 
         func header(_ name: String, _ value: String) {
+            partOpen = true
+            countFormBytes(name.utf8.count + value.utf8.count)
             switch name.lowercased() {
             case "content-disposition":
                 let parameters = HeaderParameters(value)
@@ -94,6 +112,7 @@ struct MultipartUpload {
 
         func body(_ buffer: inout ByteBuffer) {
             guard failure == nil else { return }
+            partOpen = true
             if partName == "file" {
                 if !fileSeenForThisPart {
                     guard !fileSeen else {
@@ -107,9 +126,9 @@ struct MultipartUpload {
                 }
                 pendingFileBytes.append(contentsOf: buffer.readableBytesView)
             } else {
-                fieldBytes.append(contentsOf: buffer.readableBytesView)
-                if fieldBytes.count > MultipartUpload.maxFieldBytes {
-                    failure = APIError(.contentTooLarge, "Form field \(partName ?? "") is too large")
+                countFormBytes(buffer.readableBytes)
+                if let partName, MultipartUpload.knownFields.contains(partName) {
+                    fieldBytes.append(contentsOf: buffer.readableBytesView)
                 }
             }
         }
@@ -118,14 +137,19 @@ struct MultipartUpload {
 
         func partComplete() {
             completedParts += 1
+            partOpen = false
+            if completedParts > MultipartUpload.maxParts {
+                failure = failure ?? APIError.validation("At most \(MultipartUpload.maxParts) form parts")
+            }
             if partName == "file" {
+                fileCompleted = true
                 if !fileSeenForThisPart {  // a file part with no bytes
                     if fileSeen { failure = APIError.validation("Only one file per message") }
                     fileSeen = true
                     fileName = partFileName
                     fileContentType = partContentType
                 }
-            } else if let partName {
+            } else if let partName, MultipartUpload.knownFields.contains(partName) {
                 fields[partName] = String(decoding: fieldBytes, as: UTF8.self)
             }
             partName = nil

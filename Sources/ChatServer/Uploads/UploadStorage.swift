@@ -22,8 +22,34 @@ struct UploadStorage: Sendable {
 
     var temporaryDirectory: String { directory + "/.incoming" }
 
+    /// Creates the directories (once, at start).
     func prepare() throws {
         try FileManager.default.createDirectory(atPath: temporaryDirectory, withIntermediateDirectories: true)
+    }
+
+    /// Size and modification time of a stored file, or nil when it is missing.
+    func attributes(ofStoredName name: String) async -> (size: Int, modified: Date)? {
+        let path = path(forStoredName: name)
+        return try? await threadPool.runIfActive {
+            let attributes = try FileManager.default.attributesOfItem(atPath: path)
+            guard let size = (attributes[.size] as? NSNumber)?.intValue else { throw UploadError.storage("no size") }
+            return (size, (attributes[.modificationDate] as? Date) ?? Date(timeIntervalSince1970: 0))
+        }
+    }
+
+    /// Stored names (not in-flight uploads) last modified before `age` seconds ago.
+    func storedNames(olderThan age: TimeInterval) async -> [String] {
+        let directory = self.directory
+        return (try? await threadPool.runIfActive {
+            let manager = FileManager.default
+            let cutoff = Date().addingTimeInterval(-age)
+            return ((try? manager.contentsOfDirectory(atPath: directory)) ?? []).filter { name in
+                guard UploadStorage.isStoredName(name),
+                    let modified = (try? manager.attributesOfItem(atPath: "\(directory)/\(name)"))?[.modificationDate] as? Date
+                else { return false }
+                return modified < cutoff
+            }
+        }) ?? []
     }
 
     /// Stored names: 32 random hex digits and an optional short extension.
@@ -62,14 +88,19 @@ struct UploadStorage: Sendable {
         return cleaned.isEmpty || cleaned == "." || cleaned == ".." ? "file" : cleaned
     }
 
-    /// A lowercase alphanumeric extension of the client's file name, if it has a sane one.
+    /// Extensions kept on stored names: common documents, archives and media. Anything a
+    /// browser or server might execute or render as markup (html, svg, js, ...) is not.
+    static let keptExtensions: Set<String> = [
+        "pdf", "txt", "csv", "rtf", "doc", "docx", "xls", "xlsx", "ppt", "pptx", "odt", "ods", "odp", "hwp", "hwpx",
+        "key", "pages", "numbers", "zip", "7z", "gz", "tar", "rar", "mp3", "m4a", "aac", "ogg", "oga", "opus", "wav",
+        "amr", "flac", "mp4", "m4v", "mov", "webm", "mkv", "avi", "heic", "heif", "bmp", "tif", "tiff",
+    ]
+
+    /// The client's file extension, lower-cased, when it is one of `keptExtensions`.
     static func fileExtension(of name: String) -> String? {
         guard let dot = name.lastIndex(of: "."), dot != name.startIndex else { return nil }
         let ext = name[name.index(after: dot)...].lowercased()
-        guard (1...10).contains(ext.count), ext.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber) }) else {
-            return nil
-        }
-        return ext
+        return keptExtensions.contains(ext) ? ext : nil
     }
 
     func path(forStoredName name: String) -> String { "\(directory)/\(name)" }
@@ -80,6 +111,26 @@ struct UploadStorage: Sendable {
         try await threadPool.runIfActive {
             guard rename(temporary.path, target) == 0 else { throw UploadError.storage("rename failed: \(errno)") }
         }
+    }
+
+    /// Deletes uploads left in `.incoming/` by a process that died mid-upload (older than
+    /// `age`); returns how many.
+    func sweepAbandonedUploads(olderThan age: TimeInterval) async -> Int {
+        let directory = temporaryDirectory
+        return (try? await threadPool.runIfActive {
+            let manager = FileManager.default
+            let cutoff = Date().addingTimeInterval(-age)
+            var removed = 0
+            for name in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] where name.hasSuffix(".part") {
+                let path = "\(directory)/\(name)"
+                if let modified = (try? manager.attributesOfItem(atPath: path))?[.modificationDate] as? Date,
+                    modified < cutoff, unlink(path) == 0
+                {
+                    removed += 1
+                }
+            }
+            return removed
+        }) ?? 0
     }
 
     /// Removes a stored file; a missing file is fine.
@@ -114,11 +165,20 @@ final class TemporaryFile: @unchecked Sendable {
     private let threadPool: NIOThreadPool
     static let flushThreshold = 256 * 1024
 
-    init(in storage: UploadStorage) throws {
-        path = "\(storage.temporaryDirectory)/\(UploadStorage.randomName(extension: "part"))"
-        descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        threadPool = storage.threadPool
-        guard descriptor >= 0 else { throw UploadError.storage("cannot create temporary file: \(errno)") }
+    private init(path: String, descriptor: Int32, threadPool: NIOThreadPool) {
+        self.path = path
+        self.descriptor = descriptor
+        self.threadPool = threadPool
+    }
+
+    static func create(in storage: UploadStorage) async throws -> TemporaryFile {
+        let path = "\(storage.temporaryDirectory)/\(UploadStorage.randomName(extension: "part"))"
+        let descriptor = try await storage.threadPool.runIfActive {
+            let descriptor = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            guard descriptor >= 0 else { throw UploadError.storage("cannot create temporary file: \(errno)") }
+            return descriptor
+        }
+        return TemporaryFile(path: path, descriptor: descriptor, threadPool: storage.threadPool)
     }
 
     func append(_ bytes: some Collection<UInt8>) async throws {
@@ -157,9 +217,10 @@ final class TemporaryFile: @unchecked Sendable {
     }
 
     /// Closes and deletes the file.
-    func discard() {
+    func discard() async {
         closeDescriptor()
-        unlink(path)
+        let path = self.path
+        _ = try? await threadPool.runIfActive { unlink(path) }
     }
 
     private func closeDescriptor() {
