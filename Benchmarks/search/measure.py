@@ -60,8 +60,9 @@ def scope(kind):
 
 def statements(kind, tsquery, infix):
     terms = "{" + ",".join('"' + t + '"' for t in infix) + "}"
-    condition = (f"{scope(kind)} AND NOT m.is_deleted AND m.search_document @@ '{tsquery}'::tsquery "
-                 f"AND NOT EXISTS (SELECT 1 FROM unnest('{terms}'::text[]) AS t(term) "
+    # CAST rather than '::', which pgbench would read as a variable.
+    condition = (f"{scope(kind)} AND NOT m.is_deleted AND m.search_document @@ CAST('{tsquery}' AS tsquery) "
+                 f"AND NOT EXISTS (SELECT 1 FROM unnest(CAST('{terms}' AS text[])) AS t(term) "
                  f"WHERE strpos(lower(m.message_content), t.term) = 0)")
     count = f"SELECT count(*) FROM messages m WHERE {condition};"
     select = (f"SELECT m.message_id, m.room_id, u.user_name AS sender_name, m.message_content, m.created_at "
