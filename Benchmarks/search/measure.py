@@ -61,7 +61,8 @@ def scope(kind):
 def statements(kind, tsquery, infix):
     terms = "{" + ",".join('"' + t + '"' for t in infix) + "}"
     # CAST rather than '::', which pgbench would read as a variable.
-    condition = (f"{scope(kind)} AND NOT m.is_deleted AND m.search_document @@ CAST('{tsquery}' AS tsquery) "
+    literal = tsquery.replace("'", "''")
+    condition = (f"{scope(kind)} AND NOT m.is_deleted AND m.search_document @@ CAST('{literal}' AS tsquery) "
                  f"AND NOT EXISTS (SELECT 1 FROM unnest(CAST('{terms}' AS text[])) AS t(term) "
                  f"WHERE strpos(lower(m.message_content), t.term) = 0)")
     count = f"SELECT count(*) FROM messages m WHERE {condition};"

@@ -167,8 +167,20 @@ public final class PostgresConnection: @unchecked Sendable {
 
     // MARK: Queries
 
-    /// Runs a query as a named prepared statement (prepared on first use on this connection).
-    public func query(_ query: PostgresQuery) async throws -> PostgresRows {
+    /// How a statement is planned.
+    public enum Preparation: Sendable {
+        /// A named prepared statement, parsed once per connection; after five runs
+        /// PostgreSQL may switch to a generic plan that ignores the bound values.
+        case named
+        /// The unnamed statement: parsed and planned for the actual values on every run
+        /// (for queries whose best plan depends on them, like full-text search).
+        case unnamed
+    }
+
+    /// Runs a query as a named prepared statement (prepared on first use on this connection),
+    /// or with `.unnamed`, planned afresh for its values.
+    public func query(_ query: PostgresQuery, preparation: Preparation = .named) async throws -> PostgresRows {
+        if preparation == .unnamed { return try await executeUnnamed(query) }
         do {
             return try await executePrepared(query)
         } catch let error as PostgresError where isStalePreparedStatement(error) && transactionState == .idle {
@@ -188,8 +200,8 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Exactly one row, or `PostgresError.unexpectedRowCount`.
-    public func queryRow(_ query: PostgresQuery) async throws -> PostgresRow {
-        try await self.query(query).one()
+    public func queryRow(_ query: PostgresQuery, preparation: Preparation = .named) async throws -> PostgresRow {
+        try await self.query(query, preparation: preparation).one()
     }
 
     /// Zero or one row; more than one is `PostgresError.unexpectedRowCount`.
@@ -263,6 +275,33 @@ public final class PostgresConnection: @unchecked Sendable {
             }
             let sent = values.map { UnsafePointer($0) }.withUnsafeBufferPointer {
                 PQsendQueryPrepared(pointer, name, count, $0.baseAddress, nil, nil, 0)
+            }
+            guard sent == 1 else { throw sendError() }
+            return try check(try await awaitResult(waiter))
+        #endif
+        }
+    }
+
+    private func executeUnnamed(_ query: PostgresQuery) async throws -> PostgresRows {
+        let binds = query.binds
+        let types = binds.types.map { Oid($0) }
+        let values: [UnsafeMutablePointer<CChar>?] = binds.values.map { $0.map { strdup($0) } ?? nil }
+        defer { values.forEach { free($0) } }
+        let count = Int32(binds.count)
+        switch io {
+        case .threadPool:
+            let sql = query.sql
+            let valueBox = UnsafeSendable(values)
+            return try await onThreadPool { connection in
+                let result = valueBox.value.map { UnsafePointer($0) }.withUnsafeBufferPointer {
+                    PQexecParams(connection.pointer, sql, count, types, $0.baseAddress, nil, nil, 0)
+                }
+                return try connection.check(result)
+            }
+        #if os(Linux)
+        case .nonBlocking(let waiter):
+            let sent = values.map { UnsafePointer($0) }.withUnsafeBufferPointer {
+                PQsendQueryParams(pointer, query.sql, count, types, $0.baseAddress, nil, nil, 0)
             }
             guard sent == 1 else { throw sendError() }
             return try check(try await awaitResult(waiter))

@@ -115,6 +115,24 @@ import Testing
         }
     }
 
+    @Test func unnamedStatementsAreNotCached() async throws {
+        try await withClient(poolSize: 1) { db in
+            try await db.withConnection { connection in
+                for i in 0..<3 {
+                    let value = try await connection.queryRow("SELECT \(i)::int * 7", preparation: .unnamed)
+                    #expect(try value.decode(Int.self, column: 0) == i * 7)
+                }
+                let cached = try await connection.queryRow(
+                    "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int * 7'"
+                ).decode(Int.self, column: 0)
+                #expect(cached == 0)
+                await #expect(throws: PostgresError.self) {
+                    try await connection.query("SELECT \("x")::int", preparation: .unnamed)
+                }
+            }
+        }
+    }
+
     @Test func preparedStatementsAreReusedAndSurviveDiscard() async throws {
         try await withClient(poolSize: 1) { db in
             for i in 0..<3 {
