@@ -69,24 +69,29 @@ extension PostgresConnection {
             AND NOT EXISTS (SELECT 1 FROM unnest(\(query.infixTerms)) AS t(term)
                             WHERE strpos(lower(m.message_content), t.term) = 0)
             """
-        // Planned for the actual words every time: a generic plan cannot tell a rare word
-        // (use the GIN index) from a common one.
-        let total = try await queryRow("SELECT count(*) FROM messages m WHERE \(condition)", preparation: .unnamed)
-            .decode(Int.self, column: 0)
-        let select: PostgresQuery = """
-            SELECT m.message_id, m.room_id, u.user_name AS sender_name, m.message_content, m.created_at
-            FROM messages m JOIN users u ON u.user_id = m.sender_id
-            WHERE \(condition)
-            ORDER BY m.message_id DESC LIMIT \(size + 1) OFFSET \(offset(page: page, size: size))
+        // One pass over the matches: the GIN index finds them (materialised, so the planner
+        // cannot walk message_id backwards filtering row by row, which is fast for common
+        // words in busy rooms but scans whole tables for rare ones), then the count and
+        // the page come from the same set. Unnamed statement: planned for these words.
+        let rows = try await self.query(
             """
-        let rows = try await self.query(select, preparation: .unnamed)
-        let hits = try rows.prefix(size).map { row in
+            WITH hits AS MATERIALIZED (SELECT m.message_id FROM messages m WHERE \(condition)),
+            page AS (SELECT message_id FROM hits ORDER BY message_id DESC LIMIT \(size + 1) OFFSET \(offset(page: page, size: size)))
+            SELECT (SELECT count(*) FROM hits) AS total_count, m.message_id, m.room_id, u.user_name AS sender_name,
+                m.message_content, m.created_at
+            FROM (SELECT 1) AS one
+            LEFT JOIN (page JOIN messages m ON m.message_id = page.message_id JOIN users u ON u.user_id = m.sender_id) ON true
+            ORDER BY m.message_id DESC
+            """, preparation: .unnamed)
+        let total = try rows.first?.decode(Int.self, "total_count") ?? 0
+        let found = try rows.filter { !$0.isNull(1) }
+        let hits = try found.prefix(size).map { row in
             let content = try row.decode(String.self, "message_content")
             return SearchHit(
                 messageID: try row.decode(Int64.self, "message_id"), roomID: try row.decode(Int64.self, "room_id"),
                 senderName: try row.decode(String.self, "sender_name"), content: content,
                 createdAt: try row.decode(Date.self, "created_at"), highlight: query.highlight(in: content))
         }
-        return SearchPage(hits: hits, totalCount: total, hasMore: rows.count > size)
+        return SearchPage(hits: hits, totalCount: total, hasMore: found.count > size)
     }
 }

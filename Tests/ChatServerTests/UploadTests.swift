@@ -6,10 +6,14 @@ import Testing
 @testable import ChatServer
 
 @Suite struct UploadTests {
-    static let png: [UInt8] = [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A] + Array(repeating: 7, count: 100)
-    static let jpeg: [UInt8] = [0xFF, 0xD8, 0xFF, 0xE0] + Array(repeating: 1, count: 50)
-    static let gif: [UInt8] = Array("GIF89a".utf8) + Array(repeating: 2, count: 40)
-    static let webp: [UInt8] = Array("RIFF".utf8) + [0x24, 0, 0, 0] + Array("WEBPVP8 ".utf8) + Array(repeating: 3, count: 30)
+    // Real 1x1 images (decodable by any viewer), and their types' signatures checked by bytes.
+    static let png = decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+    static let gif = decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
+    static let jpeg = decode(
+        "/9j/4AAQSkZJRgABAQEASABIAAD/2wBDAP//////////////////////////////////////////////////////////////////////////////////////wgALCAABAAEBAREA/8QAFBABAAAAAAAAAAAAAAAAAAAAAP/aAAgBAQABPxA=")
+    static let webp = decode("UklGRhoAAABXRUJQVlA4TA0AAAAvAAAAEAcQERGIiP4HAA==")
+
+    static func decode(_ base64: String) -> [UInt8] { Array(Data(base64Encoded: base64)!) }
 
     /// An app with a small upload limit and its own upload directory.
     func withUploadApp(limit: Int = 4096, _ body: @Sendable @escaping (TestAPI, String) async throws -> Void) async throws {
