@@ -68,6 +68,6 @@ for i in $(seq 1 100); do curl -fs http://127.0.0.1:18090/health >/dev/null && b
 
 ROOM=$(psql -X -A -t "$DATABASE_URL" -c "SELECT room_id FROM rooms WHERE room_name LIKE 'bench %' ORDER BY room_id LIMIT 1")
 echo
-echo "## Query latency (sequential requests; HTTP = release chat-server over loopback, SQL = the same statements from Python/psycopg-free psql)"
+echo "## Query latency (sequential requests; HTTP = release chat-server over loopback, SQL = the same statement through pgbench)"
 echo
 python3 Benchmarks/search/measure.py "$DATABASE_URL" "$ROOM" 18090 "Benchmarks/search/plans.txt"

@@ -245,26 +245,39 @@ public final class PostgresConnection: @unchecked Sendable {
         return (statements.count < Self.maxCachedStatements ? "s\(statements.count + 1)" : "", true)
     }
 
+    /// A query's parameters as libpq takes them: C strings (freed by `release()`) and OIDs.
+    private struct Parameters: @unchecked Sendable {
+        let types: [Oid]
+        let values: [UnsafeMutablePointer<CChar>?]
+        var count: Int32 { Int32(types.count) }
+
+        init(_ binds: PostgresBindings) {
+            types = binds.types.map { Oid($0) }
+            values = binds.values.map { $0.map { strdup($0) } ?? nil }
+        }
+
+        func withValues<R>(_ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> R) -> R {
+            values.map { UnsafePointer($0) }.withUnsafeBufferPointer { body($0.baseAddress) }
+        }
+
+        func release() { values.forEach { free($0) } }
+    }
+
     private func executePrepared(_ query: PostgresQuery) async throws -> PostgresRows {
-        let binds = query.binds
         let (name, needsPrepare) = statementName(for: query.sql)
-        let types = binds.types.map { Oid($0) }
-        let values: [UnsafeMutablePointer<CChar>?] = binds.values.map { $0.map { strdup($0) } ?? nil }
-        defer { values.forEach { free($0) } }
-        let count = Int32(binds.count)
+        let parameters = Parameters(query.binds)
+        defer { parameters.release() }
+        let (types, count) = (parameters.types, parameters.count)
         switch io {
         case .threadPool:
             let sql = query.sql
-            let valueBox = UnsafeSendable(values)
             return try await onThreadPool { connection in
                 if needsPrepare {
                     _ = try connection.check(PQprepare(connection.pointer, name, sql, count, types))
                     connection.remember(name, for: sql)
                 }
-                let result = valueBox.value.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-                    PQexecPrepared(connection.pointer, name, count, $0.baseAddress, nil, nil, 0)
-                }
-                return try connection.check(result)
+                return try connection.check(
+                    parameters.withValues { PQexecPrepared(connection.pointer, name, count, $0, nil, nil, 0) })
             }
         #if os(Linux)
         case .nonBlocking(let waiter):
@@ -273,9 +286,7 @@ public final class PostgresConnection: @unchecked Sendable {
                 _ = try check(try await awaitResult(waiter))
                 remember(name, for: query.sql)
             }
-            let sent = values.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-                PQsendQueryPrepared(pointer, name, count, $0.baseAddress, nil, nil, 0)
-            }
+            let sent = parameters.withValues { PQsendQueryPrepared(pointer, name, count, $0, nil, nil, 0) }
             guard sent == 1 else { throw sendError() }
             return try check(try await awaitResult(waiter))
         #endif
@@ -283,26 +294,18 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     private func executeUnnamed(_ query: PostgresQuery) async throws -> PostgresRows {
-        let binds = query.binds
-        let types = binds.types.map { Oid($0) }
-        let values: [UnsafeMutablePointer<CChar>?] = binds.values.map { $0.map { strdup($0) } ?? nil }
-        defer { values.forEach { free($0) } }
-        let count = Int32(binds.count)
+        let parameters = Parameters(query.binds)
+        defer { parameters.release() }
+        let (types, count, sql) = (parameters.types, parameters.count, query.sql)
         switch io {
         case .threadPool:
-            let sql = query.sql
-            let valueBox = UnsafeSendable(values)
             return try await onThreadPool { connection in
-                let result = valueBox.value.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-                    PQexecParams(connection.pointer, sql, count, types, $0.baseAddress, nil, nil, 0)
-                }
-                return try connection.check(result)
+                try connection.check(
+                    parameters.withValues { PQexecParams(connection.pointer, sql, count, types, $0, nil, nil, 0) })
             }
         #if os(Linux)
         case .nonBlocking(let waiter):
-            let sent = values.map { UnsafePointer($0) }.withUnsafeBufferPointer {
-                PQsendQueryParams(pointer, query.sql, count, types, $0.baseAddress, nil, nil, 0)
-            }
+            let sent = parameters.withValues { PQsendQueryParams(pointer, sql, count, types, $0, nil, nil, 0) }
             guard sent == 1 else { throw sendError() }
             return try check(try await awaitResult(waiter))
         #endif
@@ -437,10 +440,4 @@ extension String {
         while text.last == "\n" || text.last == " " { text.removeLast() }
         return text
     }
-}
-
-/// Moves values that are only read on another thread while the sender waits for it.
-struct UnsafeSendable<Value>: @unchecked Sendable {
-    let value: Value
-    init(_ value: Value) { self.value = value }
 }
