@@ -736,7 +736,7 @@ enum OpenAPIDocument {
     }
    },
    "post": {
-    "summary": "Send a message (client_message_id repeats return the first with 200)",
+    "summary": "Send a message: JSON text/location, or multipart/form-data upload (client_message_id repeats return the first with 200)",
     "security": [
      {
       "bearer": []
@@ -759,6 +759,11 @@ enum OpenAPIDocument {
       "application/json": {
        "schema": {
         "$ref": "#/components/schemas/SendMessageRequest"
+       }
+      },
+      "multipart/form-data": {
+       "schema": {
+        "$ref": "#/components/schemas/UploadForm"
        }
       }
      }
@@ -785,7 +790,7 @@ enum OpenAPIDocument {
       }
      },
      "413": {
-      "description": "Body too large",
+      "description": "Body or upload too large (MAX_UPLOAD_BYTES)",
       "content": {
        "application/json": {
         "schema": {
@@ -1088,6 +1093,371 @@ enum OpenAPIDocument {
         }
        }
       }
+     }
+    }
+   }
+  },
+  "/chat/rooms/{room_id}/search/": {
+   "get": {
+    "summary": "Search a room's messages (prefix words; Korean infix for 2+ syllables), newest first",
+    "security": [
+     {
+      "bearer": []
+     }
+    ],
+    "parameters": [
+     {
+      "name": "room_id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "integer",
+       "format": "int64"
+      }
+     },
+     {
+      "name": "query",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "string",
+       "minLength": 1,
+       "maxLength": 200
+      }
+     },
+     {
+      "name": "page",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "default": 1,
+       "minimum": 1
+      }
+     },
+     {
+      "name": "size",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "default": 20,
+       "minimum": 1,
+       "maximum": 100
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/SearchResults"
+        }
+       }
+      }
+     },
+     "401": {
+      "description": "Missing, invalid or expired token",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "403": {
+      "description": "Not a participant / not allowed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "Room not found",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "422": {
+      "description": "Validation failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/chat/search/": {
+   "get": {
+    "summary": "Search every room of the caller",
+    "security": [
+     {
+      "bearer": []
+     }
+    ],
+    "parameters": [
+     {
+      "name": "query",
+      "in": "query",
+      "required": true,
+      "schema": {
+       "type": "string",
+       "minLength": 1,
+       "maxLength": 200
+      }
+     },
+     {
+      "name": "page",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "default": 1,
+       "minimum": 1
+      }
+     },
+     {
+      "name": "size",
+      "in": "query",
+      "schema": {
+       "type": "integer",
+       "default": 20,
+       "minimum": 1,
+       "maximum": 100
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/SearchResults"
+        }
+       }
+      }
+     },
+     "401": {
+      "description": "Missing, invalid or expired token",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "422": {
+      "description": "Validation failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/chat/rooms/{room_id}/settings/": {
+   "get": {
+    "summary": "Settings as the caller sees them",
+    "security": [
+     {
+      "bearer": []
+     }
+    ],
+    "parameters": [
+     {
+      "name": "room_id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "integer",
+       "format": "int64"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Settings"
+        }
+       }
+      }
+     },
+     "401": {
+      "description": "Missing, invalid or expired token",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "403": {
+      "description": "Not a participant / not allowed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "Room not found",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   },
+   "put": {
+    "summary": "Partial update",
+    "security": [
+     {
+      "bearer": []
+     }
+    ],
+    "parameters": [
+     {
+      "name": "room_id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "integer",
+       "format": "int64"
+      }
+     }
+    ],
+    "requestBody": {
+     "required": true,
+     "content": {
+      "application/json": {
+       "schema": {
+        "$ref": "#/components/schemas/SettingsUpdate"
+       }
+      }
+     }
+    },
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Settings"
+        }
+       }
+      }
+     },
+     "401": {
+      "description": "Missing, invalid or expired token",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "403": {
+      "description": "Not a participant / not allowed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "Room not found",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "422": {
+      "description": "Validation failed",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
+  },
+  "/uploads/{name}": {
+   "get": {
+    "summary": "A stored upload (file_url); supports Range, ETag, If-None-Match, If-Modified-Since",
+    "parameters": [
+     {
+      "name": "name",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "string"
+      }
+     },
+     {
+      "name": "Range",
+      "in": "header",
+      "schema": {
+       "type": "string"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "The file"
+     },
+     "206": {
+      "description": "A byte range"
+     },
+     "304": {
+      "description": "Not modified"
+     },
+     "404": {
+      "description": "No such file",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "416": {
+      "description": "Range not satisfiable"
      }
     }
    }
@@ -1535,6 +1905,135 @@ enum OpenAPIDocument {
     "properties": {
      "status": {
       "type": "string"
+     }
+    }
+   },
+   "SearchHit": {
+    "type": "object",
+    "properties": {
+     "message_id": {
+      "type": "integer",
+      "format": "int64"
+     },
+     "room_id": {
+      "type": "integer",
+      "format": "int64",
+      "description": "Only in GET /chat/search/"
+     },
+     "sender_name": {
+      "type": "string"
+     },
+     "message_content": {
+      "type": "string"
+     },
+     "created_at": {
+      "type": "string",
+      "format": "date-time"
+     },
+     "highlight": {
+      "type": "string",
+      "description": "The matching words of the message, separated by spaces"
+     }
+    }
+   },
+   "SearchResults": {
+    "type": "object",
+    "properties": {
+     "messages": {
+      "type": "array",
+      "items": {
+       "$ref": "#/components/schemas/SearchHit"
+      }
+     },
+     "total_count": {
+      "type": "integer"
+     },
+     "has_more": {
+      "type": "boolean"
+     }
+    }
+   },
+   "Settings": {
+    "type": "object",
+    "properties": {
+     "room_id": {
+      "type": "integer",
+      "format": "int64"
+     },
+     "notification_enabled": {
+      "type": "boolean",
+      "default": true
+     },
+     "message_retention_days": {
+      "type": "integer",
+      "minimum": 1,
+      "maximum": 3650,
+      "default": 365
+     },
+     "auto_delete_enabled": {
+      "type": "boolean",
+      "default": false
+     },
+     "read_receipt_enabled": {
+      "type": "boolean",
+      "default": true
+     }
+    }
+   },
+   "SettingsUpdate": {
+    "type": "object",
+    "description": "Partial: only the fields present change. message_retention_days and auto_delete_enabled: room creator only.",
+    "properties": {
+     "notification_enabled": {
+      "type": "boolean",
+      "default": true
+     },
+     "message_retention_days": {
+      "type": "integer",
+      "minimum": 1,
+      "maximum": 3650,
+      "default": 365
+     },
+     "auto_delete_enabled": {
+      "type": "boolean",
+      "default": false
+     },
+     "read_receipt_enabled": {
+      "type": "boolean",
+      "default": true
+     }
+    }
+   },
+   "UploadForm": {
+    "type": "object",
+    "required": [
+     "file"
+    ],
+    "properties": {
+     "file": {
+      "type": "string",
+      "format": "binary"
+     },
+     "message_type": {
+      "type": "string",
+      "enum": [
+       "image",
+       "file",
+       "voice"
+      ],
+      "default": "file"
+     },
+     "message_content": {
+      "type": "string",
+      "description": "Optional caption"
+     },
+     "reply_to_message_id": {
+      "type": "integer",
+      "format": "int64"
+     },
+     "client_message_id": {
+      "type": "string",
+      "maxLength": 64
      }
     }
    }
