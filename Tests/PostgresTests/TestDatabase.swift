@@ -40,6 +40,7 @@ enum TestDatabase {
 }
 
 /// Runs `body` with a fresh client and shuts the client down afterwards.
+@discardableResult
 func withClient<R>(
     poolSize: Int = 4, waitTimeout: Duration = .seconds(5), _ body: (PostgresClient) async throws -> R
 ) async throws -> R {
