@@ -186,9 +186,6 @@ public struct MessageStore: Sendable {
             let current = try await connection.lockedMessage(roomID: roomID, messageID: messageID)
             guard current.senderID == userID else { throw ChatError.forbidden("Only the sender can delete a message") }
             if current.isDeleted { return (DeleteOutcome(message: current, removedFilePath: nil), false) }
-            let filePath = try await connection.queryRow(
-                "SELECT file_path FROM messages WHERE message_id = \(messageID)"
-            ).decode(String?.self, column: 0)
             let row = try await connection.queryRow(
                 """
                 WITH m AS (
@@ -199,7 +196,7 @@ public struct MessageStore: Sendable {
                 )
                 SELECT \(unescaped: SQLColumns.message) FROM m JOIN users u ON u.user_id = m.sender_id
                 """)
-            return (DeleteOutcome(message: try Message(row: row), removedFilePath: filePath), true)
+            return (DeleteOutcome(message: try Message(row: row), removedFilePath: current.filePath), true)
         }
         if changed { await events.publish(.messageDeleted(outcome.message)) }
         return outcome

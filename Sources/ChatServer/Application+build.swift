@@ -19,14 +19,17 @@ public func buildApplication(
             url: configuration.databaseURL, applicationName: "chat-server", poolSize: configuration.databasePoolSize,
             poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000))),
         logger: logger)
+    let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
+    try storage.prepare()
     let router = try await buildRouter(
-        configuration: configuration, postgres: postgres, logger: logger, metrics: metrics, events: events)
+        configuration: configuration, postgres: postgres, storage: storage, logger: logger, metrics: metrics,
+        events: events)
     var services: [any Service] = [postgres]
     if configuration.retentionIntervalSeconds > 0 {
         services.append(
             RetentionService(
                 store: RetentionStore(db: postgres), files: FileStore(db: postgres),
-                storage: UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes),
+                storage: storage,
                 interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
                 logger: logger))
     }
@@ -47,7 +50,7 @@ public func buildApplication(
 }
 
 func buildRouter(
-    configuration: AppConfiguration, postgres: PostgresClient, logger: Logger,
+    configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, logger: Logger,
     metrics: PrometheusCollectorRegistry, events: any ChatEventSink
 ) async throws -> Router<ChatRequestContext> {
     let users = UserStore(db: postgres, logger: logger)
@@ -74,8 +77,6 @@ func buildRouter(
 
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
     let rooms = RoomStore(db: postgres, events: events)
-    let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
-    try storage.prepare()
     RoomController(rooms: rooms).addRoutes(to: chat)
     MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files, storage: storage)
         .addRoutes(to: chat)
