@@ -29,6 +29,30 @@ public struct AppConfiguration: Sendable {
     public var retentionIntervalSeconds: Int
     /// Messages deleted per retention transaction.
     public var retentionBatchSize: Int
+    public var realtime = RealtimeSettings()
+
+    /// WebSocket and cross-instance delivery settings.
+    public struct RealtimeSettings: Sendable {
+        /// Identifies this process in `chat_instances` (`INSTANCE_ID`; default host, pid and a random part).
+        public var instanceID = "\(ProcessInfo.processInfo.hostName)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        /// Largest client frame handled; larger ones get an `error` frame (`WS_MAX_MESSAGE_BYTES`).
+        public var maxInboundMessageBytes = 64 * 1024
+        /// Unsent frames / bytes a socket may queue before it is closed with 4408
+        /// (`WS_OUTBOUND_QUEUE_FRAMES`, `WS_OUTBOUND_QUEUE_BYTES`).
+        public var outboundQueueFrames = 1000
+        public var outboundQueueBytes = 4 * 1024 * 1024
+        /// Seconds between server pings; a socket that misses a pong for as long is dropped (`WS_PING_SECONDS`).
+        public var pingIntervalSeconds = 30
+        /// Presence heartbeat period and expiry (`PRESENCE_HEARTBEAT_SECONDS`, `PRESENCE_EXPIRY_SECONDS`).
+        public var heartbeatSeconds = 5
+        public var presenceExpirySeconds = 20
+        /// Seconds between checks for messages whose wake-up was lost (`REALTIME_POLL_SECONDS`).
+        public var pollSeconds = 2
+        /// Messages read per query when catching a socket up.
+        public var catchUpBatch = 200
+
+        public init() {}
+    }
 
     public static let developmentJWTSecret = "development-only-secret-do-not-use-in-production"
 
@@ -106,7 +130,19 @@ public struct AppConfiguration: Sendable {
         guard let level = Logger.Level(rawValue: value("LOG_LEVEL")?.lowercased() ?? "info") else {
             throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
-        return AppConfiguration(
+        var realtime = RealtimeSettings()
+        if let instanceID = value("INSTANCE_ID") { realtime.instanceID = instanceID }
+        realtime.maxInboundMessageBytes = try int("WS_MAX_MESSAGE_BYTES", realtime.maxInboundMessageBytes, 1024...(1 << 20))
+        realtime.outboundQueueFrames = try int("WS_OUTBOUND_QUEUE_FRAMES", realtime.outboundQueueFrames, 16...1_000_000)
+        realtime.outboundQueueBytes = try int("WS_OUTBOUND_QUEUE_BYTES", realtime.outboundQueueBytes, 65536...(1 << 30))
+        realtime.pingIntervalSeconds = try int("WS_PING_SECONDS", realtime.pingIntervalSeconds, 1...3600)
+        realtime.heartbeatSeconds = try int("PRESENCE_HEARTBEAT_SECONDS", realtime.heartbeatSeconds, 1...60)
+        realtime.presenceExpirySeconds = try int("PRESENCE_EXPIRY_SECONDS", realtime.presenceExpirySeconds, 2...600)
+        guard realtime.presenceExpirySeconds > realtime.heartbeatSeconds else {
+            throw Invalid(description: "PRESENCE_EXPIRY_SECONDS must be longer than PRESENCE_HEARTBEAT_SECONDS")
+        }
+        realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
+        var configuration = AppConfiguration(
             databaseURL: databaseURL,
             host: value("HOST") ?? "0.0.0.0",
             port: try int("PORT", 8000, 0...65535),
@@ -124,5 +160,7 @@ public struct AppConfiguration: Sendable {
             migrationsDirectory: value("MIGRATIONS_DIR") ?? "sql",
             retentionIntervalSeconds: try int("RETENTION_INTERVAL_SECONDS", 3600, 0...604_800),
             retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
+        configuration.realtime = realtime
+        return configuration
     }
 }

@@ -1,6 +1,7 @@
 import ChatCore
 import Foundation
 import Hummingbird
+import HummingbirdWebSocket
 import Logging
 import Postgres
 import Prometheus
@@ -17,14 +18,35 @@ public func buildApplication(
     let postgres = PostgresClient(
         configuration: PostgresConfiguration(
             url: configuration.databaseURL, applicationName: "chat-server", poolSize: configuration.databasePoolSize,
-            poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000))),
+            poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000)),
+            // This server announces its own changes after commit (see sql/0004_realtime.sql).
+            sessionSettings: ["chat.announces_own_changes": "on"]),
         logger: logger)
+    let realtime = configuration.realtime
+    let notifier = ChangeNotifier(postgres: postgres, logger: logger)
+    let hub = RealtimeHub(
+        postgres: postgres, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
+        settings: .init(pollInterval: .seconds(realtime.pollSeconds), catchUpBatch: realtime.catchUpBatch),
+        logger: logger)
+    let presenceStore = PresenceStore(
+        db: postgres, instanceID: realtime.instanceID, expiry: .seconds(realtime.presenceExpirySeconds))
+    let presence = PresenceTracker(
+        store: presenceStore, notifier: notifier, heartbeat: .seconds(realtime.heartbeatSeconds), logger: logger)
+    let events = EventSinks([notifier, events])
     let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
     try storage.prepare()
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, logger: logger, metrics: metrics,
-        events: events)
-    var services: [any Service] = [postgres]
+        events: events, presence: presenceStore)
+    let webSocketRouter = Router(context: ChatWebSocketContext.self)
+    WebSocketController(
+        auth: try await makeAuthMiddleware(configuration: configuration, postgres: postgres, logger: logger),
+        messages: MessageStore(db: postgres, events: events), realtime: RealtimeStore(db: postgres), hub: hub,
+        presence: presence, notifier: notifier, settings: realtime
+    ).addRoutes(to: webSocketRouter)
+    // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
+    // leaves, the hub stops listening, the notifier flushes, and the pool closes last.
+    var services: [any Service] = [postgres, notifier, hub, presence]
     if configuration.retentionIntervalSeconds > 0 {
         services.append(
             RetentionService(
@@ -35,6 +57,14 @@ public func buildApplication(
     }
     var app = Application(
         router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: webSocketRouter,
+            configuration: .init(
+                ws: WebSocketServerConfiguration(
+                    // Frames up to 1 MiB are read and answered with an error frame when
+                    // they pass the protocol's own limit; larger ones close the socket (1009).
+                    maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(realtime.pingIntervalSeconds)),
+                    closeTimeout: .seconds(5)))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "chat-server"),
         services: services,
@@ -51,14 +81,13 @@ public func buildApplication(
 
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, logger: Logger,
-    metrics: PrometheusCollectorRegistry, events: any ChatEventSink
+    metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore
 ) async throws -> Router<ChatRequestContext> {
     let users = UserStore(db: postgres, logger: logger)
-    let tokens = await TokenService(
-        secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds))
+    let auth = try await makeAuthMiddleware(configuration: configuration, postgres: postgres, logger: logger)
+    let tokens = auth.tokens
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
     let files = FileURLs(publicBaseURL: configuration.publicBaseURL)
-    let auth = AuthMiddleware(tokens: tokens, users: users)
 
     let router = Router(context: ChatRequestContext.self)
     router.add(middleware: ErrorMiddleware())
@@ -82,10 +111,32 @@ func buildRouter(
         .addRoutes(to: chat)
     SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
     SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)
+    PresenceController(presence: presence).addRoutes(to: chat)
 
     UploadsController(storage: storage, files: FileStore(db: postgres))
         .addRoutes(to: Routes(group: router.group("uploads"), prefix: "uploads", registry: registry))
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router
+}
+
+func makeAuthMiddleware(configuration: AppConfiguration, postgres: PostgresClient, logger: Logger) async throws
+    -> AuthMiddleware
+{
+    let tokens = await TokenService(
+        secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds))
+    return AuthMiddleware(tokens: tokens, users: UserStore(db: postgres, logger: logger))
+}
+
+/// Delivers each event to several sinks in turn.
+struct EventSinks: ChatEventSink {
+    let sinks: [any ChatEventSink]
+
+    init(_ sinks: [any ChatEventSink]) {
+        self.sinks = sinks
+    }
+
+    func publish(_ event: ChatEvent) async {
+        for sink in sinks { await sink.publish(event) }
+    }
 }

@@ -10,6 +10,9 @@ public struct PostgresConfiguration: Sendable {
     public var connectTimeoutSeconds: Int
     /// How statements wait for the server; neither mode blocks Swift concurrency or NIO threads.
     public var ioMode: IOMode
+    /// Run-time parameters every connection starts with (`SET name = value` at connect time,
+    /// sent as libpq `options`), e.g. `["statement_timeout": "30s"]` or a custom `app.flag`.
+    public var sessionSettings: [String: String]
 
     public enum IOMode: String, Sendable, CaseIterable {
         /// Non-blocking libpq; one `epoll` thread per client waits for socket readiness
@@ -21,7 +24,8 @@ public struct PostgresConfiguration: Sendable {
 
     public init(
         url: String, applicationName: String = "swift-postgres", poolSize: Int = 10,
-        poolWaitTimeout: Duration = .seconds(5), connectTimeoutSeconds: Int = 5, ioMode: IOMode = .nonBlocking
+        poolWaitTimeout: Duration = .seconds(5), connectTimeoutSeconds: Int = 5, ioMode: IOMode = .nonBlocking,
+        sessionSettings: [String: String] = [:]
     ) {
         self.url = url
         self.applicationName = applicationName
@@ -29,5 +33,16 @@ public struct PostgresConfiguration: Sendable {
         self.poolWaitTimeout = poolWaitTimeout
         self.connectTimeoutSeconds = connectTimeoutSeconds
         self.ioMode = ioMode
+        self.sessionSettings = sessionSettings
+    }
+
+    /// The libpq `options` value: `-c name=value` for each setting, with spaces and
+    /// backslashes escaped as libpq requires.
+    var startupOptions: String {
+        let settings = ["TimeZone": "UTC", "DateStyle": "ISO"].merging(sessionSettings) { _, custom in custom }
+        return settings.sorted { $0.key < $1.key }.map { name, value in
+            let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: " ", with: "\\ ")
+            return "-c \(name)=\(escaped)"
+        }.joined(separator: " ")
     }
 }

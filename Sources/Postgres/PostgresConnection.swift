@@ -79,7 +79,7 @@ public final class PostgresConnection: @unchecked Sendable {
             ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
             ("dbname", configuration.url),
             ("client_encoding", "UTF8"),
-            ("options", "-c TimeZone=UTC -c DateStyle=ISO"),
+            ("options", configuration.startupOptions),
         ]
         let keys = parameters.map { strdup($0.0) }
         let values = parameters.map { strdup($0.1) }

@@ -1,0 +1,76 @@
+import ChatCore
+import Logging
+import NIOConcurrencyHelpers
+import Postgres
+import ServiceLifecycle
+
+/// Announces committed changes to every instance (its own included) with PostgreSQL NOTIFY.
+///
+/// Never inside the writing transaction: NOTIFY takes a cluster-wide lock at commit and
+/// holds it through the WAL flush, which would serialise all senders. Instead notices are
+/// queued after commit and one sender task sends them in batches, one `pg_notify` per
+/// batch of up to ~7.9 kB, on its own connection with `synchronous_commit = off` (a
+/// notification need not be durable, so its commit does not wait for the disk). While one
+/// batch is on the wire the next one gathers, so the NOTIFY rate stays bounded whatever
+/// the send rate. A lost notification costs latency, not messages: the hub also polls.
+final class ChangeNotifier: ChatEventSink, Service {
+    private let postgres: PostgresClient
+    private let logger: Logger
+    private let pending = NIOLockedValueBox<[ChangeNotice]>([])
+    private let wakeUps: AsyncStream<Void>
+    private let wakeUp: AsyncStream<Void>.Continuation
+
+    init(postgres: PostgresClient, logger: Logger) {
+        self.postgres = postgres
+        self.logger = logger
+        (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    func publish(_ event: ChatEvent) async {
+        send(ChangeNotice(event))
+    }
+
+    func send(_ notice: ChangeNotice) {
+        pending.withLockedValue { $0.append(notice) }
+        wakeUp.yield()
+    }
+
+    func run() async throws {
+        var connection: PostgresConnection?
+        await withGracefulShutdownHandler {
+            for await _ in wakeUps {
+                await flush(&connection)
+            }
+            // Shutting down: what was queued before the stream finished still goes out.
+            await flush(&connection)
+        } onGracefulShutdown: {
+            self.wakeUp.finish()
+        }
+    }
+
+    private func flush(_ connection: inout PostgresConnection?) async {
+        let notices = pending.withLockedValue { pending in
+            defer { pending = [] }
+            return pending
+        }
+        for payload in ChangeNotice.encodeBatches(notices) {
+            for attempt in 1...3 {
+                do {
+                    if connection == nil {
+                        let opened = try await postgres.openDedicatedConnection()
+                        _ = try await opened.simpleQuery("SET synchronous_commit = off")
+                        connection = opened
+                    }
+                    try await connection!.execute("SELECT pg_notify(\(ChangeNotice.channel), \(payload))")
+                    break
+                } catch {
+                    connection = nil
+                    logger.warning(
+                        "could not send change notification",
+                        metadata: ["error": "\(String(reflecting: error))", "attempt": "\(attempt)"])
+                    try? await Task.sleep(for: .milliseconds(100 * attempt))
+                }
+            }
+        }
+    }
+}

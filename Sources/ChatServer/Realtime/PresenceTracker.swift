@@ -1,0 +1,133 @@
+import ChatCore
+import Logging
+import NIOConcurrencyHelpers
+import ServiceLifecycle
+
+/// Keeps this instance's share of presence in the database and announces transitions.
+///
+/// Sockets are counted here per (user, room); only the first open and the last close on
+/// this instance touch the database (`PresenceStore`), which decides whether the user's
+/// status changed across all instances and, if so, `user_status` is announced on the room.
+/// Transitions of one user run in order on one of a few worker queues. The service also
+/// heartbeats this instance and reaps instances that stopped heartbeating (killed, frozen):
+/// their users go offline within about `expiry + heartbeat`.
+final class PresenceTracker: Service {
+    struct Key: Hashable {
+        var userID: Int64
+        var roomID: Int64
+    }
+
+    private enum Change {
+        case opened(Key, userName: String, done: CheckedContinuation<Void, Never>)
+        case closed(Key, userName: String)
+    }
+
+    private let store: PresenceStore
+    private let notifier: ChangeNotifier
+    private let heartbeat: Duration
+    private let logger: Logger
+    private let counts = NIOLockedValueBox<[Key: Int]>([:])
+    private let queues: [(stream: AsyncStream<Change>, continuation: AsyncStream<Change>.Continuation)]
+
+    init(store: PresenceStore, notifier: ChangeNotifier, heartbeat: Duration, logger: Logger) {
+        self.store = store
+        self.notifier = notifier
+        self.heartbeat = heartbeat
+        self.logger = logger
+        self.queues = (0..<4).map { _ in AsyncStream.makeStream(of: Change.self) }
+    }
+
+    /// Counts a socket; returns once the database knows the user is online here.
+    func socketOpened(userID: Int64, userName: String, roomID: Int64) async {
+        let key = Key(userID: userID, roomID: roomID)
+        let first = counts.withLockedValue { counts in
+            counts[key, default: 0] += 1
+            return counts[key] == 1
+        }
+        guard first else { return }
+        await withCheckedContinuation { continuation in
+            if case .terminated = queue(for: userID).yield(.opened(key, userName: userName, done: continuation)) {
+                continuation.resume()  // shutting down
+            }
+        }
+    }
+
+    func socketClosed(userID: Int64, userName: String, roomID: Int64) {
+        let key = Key(userID: userID, roomID: roomID)
+        let last = counts.withLockedValue { counts in
+            counts[key, default: 1] -= 1
+            guard counts[key]! <= 0 else { return false }
+            counts[key] = nil
+            return true
+        }
+        if last { queue(for: userID).yield(.closed(key, userName: userName)) }
+    }
+
+    private func queue(for userID: Int64) -> AsyncStream<Change>.Continuation {
+        queues[Int(UInt64(bitPattern: userID) % UInt64(queues.count))].continuation
+    }
+
+    func run() async throws {
+        _ = try? await store.heartbeat()
+        await withTaskGroup(of: Void.self) { group in
+            for queue in queues {
+                group.addTask {
+                    for await change in queue.stream { await self.apply(change) }
+                }
+            }
+            group.addTask {
+                await withGracefulShutdownHandler {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.heartbeat)
+                        await self.beat()
+                    }
+                } onGracefulShutdown: {}
+            }
+            try? await gracefulShutdown()
+            // Sockets have closed by now (the HTTP server stops first); let their changes
+            // finish, then leave.
+            for queue in queues { queue.continuation.finish() }
+            group.cancelAll()
+        }
+        try? await store.unregister()
+    }
+
+    private func apply(_ change: Change) async {
+        do {
+            switch change {
+            case .opened(let key, let userName, let done):
+                defer { done.resume() }
+                if try await store.opened(userID: key.userID, roomID: key.roomID) {
+                    announce(key, userName: userName, online: true)
+                }
+            case .closed(let key, let userName):
+                if try await store.closed(userID: key.userID, roomID: key.roomID) {
+                    announce(key, userName: userName, online: false)
+                }
+            }
+        } catch {
+            logger.warning("presence update failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    private func announce(_ key: Key, userName: String, online: Bool) {
+        guard key.roomID != 0 else { return }
+        notifier.send(ChangeNotice(.status, roomID: key.roomID, userID: key.userID, userName: userName, flag: online))
+    }
+
+    private func beat() async {
+        do {
+            if try await !store.heartbeat() {
+                // This instance was reaped (it stalled past the expiry): record its sockets again.
+                let keys = counts.withLockedValue { Array($0.keys) }
+                logger.warning("presence row was missing; re-registering", metadata: ["sessions": "\(keys.count)"])
+                for key in keys { _ = try await store.opened(userID: key.userID, roomID: key.roomID) }
+            }
+            for gone in try await store.reapDeadInstances() {
+                announce(Key(userID: gone.userID, roomID: gone.roomID), userName: gone.userName, online: false)
+            }
+        } catch {
+            logger.warning("presence heartbeat failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+}

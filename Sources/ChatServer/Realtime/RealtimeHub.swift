@@ -1,0 +1,397 @@
+import ChatCore
+import Logging
+import NIOConcurrencyHelpers
+import Postgres
+import ServiceLifecycle
+
+/// Fans changes out to this instance's sockets, in order, exactly once.
+///
+/// It LISTENs for `ChangeNotice`s from every instance and treats them as wake-ups: the
+/// messages themselves are read from the table, per room, from a cursor (the highest id
+/// already delivered here). Within a room, ids follow commit order, so reading `id > cursor`
+/// never skips a row and never repeats one; each subscription also keeps its own cursor,
+/// which makes catch-up (`last_message_id`) and live delivery meet without gap or
+/// duplicate. One pump task per room applies its notices in arrival order.
+///
+/// Notifications can be lost (listener reconnecting, an instance dying between commit and
+/// NOTIFY), so after every (re)connect of the listener, and every `pollInterval`, the hub
+/// compares each room's `last_message_id` with its cursor and catches up.
+final class RealtimeHub: Service {
+    struct Settings: Sendable {
+        var pollInterval: Duration
+        var catchUpBatch: Int
+    }
+
+    /// A socket's view of one room: its cursor, and while it catches up, the live frames
+    /// held back until the history before them is sent.
+    struct Subscription {
+        let session: SocketSession
+        var cursor: Int64?
+        var heldBack: [Outgoing]?
+    }
+
+    struct Outgoing {
+        var frame: String
+        var messageID: Int64?
+    }
+
+    struct RoomChannel {
+        var generation: Int
+        var cursor: Int64
+        var subscriptions: [Int: Subscription] = [:]
+        var notices: [ChangeNotice] = []
+        var needsFetch = false
+        var pumping = false
+    }
+
+    struct State {
+        var rooms: [Int64: RoomChannel] = [:]
+        /// User streams on this instance, by user.
+        var userStreams: [Int64: [Int: SocketSession]] = [:]
+        var nextGeneration = 1
+    }
+
+    private let store: RealtimeStore
+    private let listener: PostgresListener
+    private let files: FileURLs
+    private let settings: Settings
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    init(postgres: PostgresClient, files: FileURLs, settings: Settings, logger: Logger) {
+        self.store = RealtimeStore(db: postgres)
+        self.listener = PostgresListener(client: postgres, channels: [ChangeNotice.channel], logger: logger)
+        self.files = files
+        self.settings = settings
+        self.logger = logger
+    }
+
+    func run() async throws {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.listener.run() }
+            group.addTask {
+                for await event in self.listener.events {
+                    switch event {
+                    case .listening:
+                        // Whatever was announced while no one listened is in the tables.
+                        self.fetchAllRooms()
+                    case .notification(let notification):
+                        do {
+                            for notice in try ChangeNotice.decodeBatch(notification.payload) { self.dispatch(notice) }
+                        } catch {
+                            self.logger.warning("ignoring malformed change notice", metadata: ["payload": "\(notification.payload)"])
+                        }
+                    }
+                }
+            }
+            group.addTask {
+                await withGracefulShutdownHandler {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.settings.pollInterval)
+                        await self.pollRoomHeads()
+                    }
+                } onGracefulShutdown: {}
+            }
+            try await gracefulShutdown()
+            listener.stop()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Subscribing
+
+    /// Adds a room socket. With `after`, first sends every message with a larger id (oldest
+    /// first), holding live frames back until then; returns when the socket is live.
+    func subscribe(_ session: SocketSession, roomID: Int64, after: Int64?) async throws {
+        try await register(session, roomID: roomID, cursor: after, holdBack: after != nil)
+        guard var cursor = after else { return }
+        while !session.isClosing {
+            let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
+            for message in messages {
+                guard await session.sendWhenSpace(ServerFrame.message(message, files: files)) else { return }
+                cursor = message.id
+            }
+            if messages.count < settings.catchUpBatch { break }
+        }
+        // Live from here: send what was held back, minus what the history already covered.
+        state.withLockedValue { state in
+            guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
+            subscription.cursor = cursor
+            for item in subscription.heldBack ?? [] { Self.deliver(item, to: &subscription) }
+            subscription.heldBack = nil
+            state.rooms[roomID]?.subscriptions[session.id] = subscription
+        }
+    }
+
+    /// Adds a user stream: live `message` and `message_read` of all the user's rooms, and
+    /// `room_created` when a room appears in their list.
+    func subscribeUserStream(_ session: SocketSession) async throws {
+        state.withLockedValue { $0.userStreams[session.user.id, default: [:]][session.id] = session }
+        for roomID in try await store.roomIDs(of: session.user.id) {
+            try await register(session, roomID: roomID, cursor: nil, holdBack: false)
+        }
+    }
+
+    func unsubscribe(_ session: SocketSession) {
+        state.withLockedValue { state in
+            switch session.kind {
+            case .room(let roomID):
+                Self.remove(session.id, from: roomID, in: &state)
+            case .userStream:
+                state.userStreams[session.user.id]?[session.id] = nil
+                if state.userStreams[session.user.id]?.isEmpty == true { state.userStreams[session.user.id] = nil }
+                for roomID in Array(state.rooms.keys) { Self.remove(session.id, from: roomID, in: &state) }
+            }
+        }
+    }
+
+    private static func remove(_ sessionID: Int, from roomID: Int64, in state: inout State) {
+        guard state.rooms[roomID]?.subscriptions.removeValue(forKey: sessionID) != nil else { return }
+        if state.rooms[roomID]?.subscriptions.isEmpty == true { state.rooms[roomID] = nil }
+    }
+
+    /// Joins the session to the room's channel, creating the channel (its cursor read from
+    /// the room's head) if this instance has no other subscriber of the room. The head is
+    /// read before registering, so every message after it reaches the new subscription
+    /// live, and every message up to it is visible to a catch-up that starts afterwards.
+    private func register(_ session: SocketSession, roomID: Int64, cursor: Int64?, holdBack: Bool) async throws {
+        let exists = state.withLockedValue { $0.rooms[roomID] != nil }
+        let head = exists ? 0 : try await store.lastMessageID(roomID: roomID)
+        state.withLockedValue { state in
+            // A socket that closed meanwhile has already unsubscribed: do not add it back.
+            guard !session.isClosing else { return }
+            if state.rooms[roomID] == nil {
+                state.rooms[roomID] = RoomChannel(generation: state.nextGeneration, cursor: head)
+                state.nextGeneration += 1
+            }
+            state.rooms[roomID]!.subscriptions[session.id] = Subscription(
+                session: session, cursor: cursor, heldBack: holdBack ? [] : nil)
+        }
+    }
+
+    // MARK: Notices
+
+    private func dispatch(_ notice: ChangeNotice) {
+        switch notice.kind {
+        case .roomCreated:
+            Task { await self.roomAppeared(notice.roomID, for: nil) }
+            return
+        case .joined:
+            if let userID = notice.userID, state.withLockedValue({ $0.userStreams[userID] != nil }) {
+                Task { await self.roomAppeared(notice.roomID, for: userID) }
+            }
+        default:
+            break
+        }
+        enqueue(notice, roomID: notice.roomID)
+    }
+
+    private func enqueue(_ notice: ChangeNotice?, roomID: Int64) {
+        let start: Int? = state.withLockedValue { state in
+            guard var room = state.rooms[roomID] else { return nil }
+            if let notice {
+                if notice.kind == .message { room.needsFetch = true } else { room.notices.append(notice) }
+            } else {
+                room.needsFetch = true
+            }
+            defer { state.rooms[roomID] = room }
+            guard !room.pumping else { return nil }
+            room.pumping = true
+            return room.generation
+        }
+        if let generation = start {
+            Task { await self.pump(roomID: roomID, generation: generation) }
+        }
+    }
+
+    private func fetchAllRooms() {
+        for roomID in state.withLockedValue({ Array($0.rooms.keys) }) { enqueue(nil, roomID: roomID) }
+    }
+
+    private func pollRoomHeads() async {
+        let cursors = state.withLockedValue { $0.rooms.mapValues(\.cursor) }
+        guard !cursors.isEmpty else { return }
+        do {
+            for (roomID, head) in try await store.lastMessageIDs(roomIDs: Array(cursors.keys))
+            where head > cursors[roomID] ?? head {
+                logger.debug("catching up a room whose wake-up was missed", metadata: ["room_id": "\(roomID)"])
+                enqueue(nil, roomID: roomID)
+            }
+        } catch {
+            logger.warning("room head poll failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+
+    /// Applies a room's queued work until none is left: new messages first (from the
+    /// cursor), then the other notices in arrival order.
+    private func pump(roomID: Int64, generation: Int) async {
+        while true {
+            let work: (cursor: Int64, fetch: Bool, notices: [ChangeNotice])? = state.withLockedValue { state in
+                guard var room = state.rooms[roomID], room.generation == generation else { return nil }
+                defer { state.rooms[roomID] = room }
+                let needsFetch =
+                    room.needsFetch
+                    || room.notices.contains { ($0.kind == .updated || $0.kind == .deleted) && ($0.messageID ?? 0) > room.cursor }
+                guard needsFetch || !room.notices.isEmpty else {
+                    room.pumping = false
+                    return nil
+                }
+                defer {
+                    room.needsFetch = false
+                    room.notices = []
+                }
+                return (room.cursor, needsFetch, room.notices)
+            }
+            guard let work else { return }
+            do {
+                if work.fetch { try await fetchMessages(roomID: roomID, generation: generation, after: work.cursor) }
+                for notice in work.notices { try await apply(notice, generation: generation) }
+            } catch {
+                logger.warning(
+                    "room delivery failed, retrying", metadata: ["room_id": "\(roomID)", "error": "\(String(reflecting: error))"])
+                state.withLockedValue { state in
+                    guard state.rooms[roomID]?.generation == generation else { return }
+                    state.rooms[roomID]!.needsFetch = true
+                    state.rooms[roomID]!.notices.insert(contentsOf: work.notices, at: 0)
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        }
+    }
+
+    private func fetchMessages(roomID: Int64, generation: Int, after cursor: Int64) async throws {
+        var cursor = cursor
+        while true {
+            let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
+            guard let last = messages.last else { return }
+            let frames = messages.map { Outgoing(frame: ServerFrame.message($0, files: files), messageID: $0.id) }
+            let stillOpen: Bool = state.withLockedValue { state in
+                guard var room = state.rooms[roomID], room.generation == generation else { return false }
+                for frame in frames {
+                    for id in room.subscriptions.keys { Self.deliver(frame, to: &room.subscriptions[id]!) }
+                }
+                room.cursor = max(room.cursor, last.id)
+                state.rooms[roomID] = room
+                return true
+            }
+            guard stillOpen, messages.count == settings.catchUpBatch else { return }
+            cursor = last.id
+        }
+    }
+
+    private func apply(_ notice: ChangeNotice, generation: Int) async throws {
+        let roomID = notice.roomID
+        switch notice.kind {
+        case .message, .roomCreated:
+            return
+        case .updated, .deleted:
+            guard let messageID = notice.messageID,
+                let message = try await store.message(id: messageID, roomID: roomID)
+            else { return }
+            let type = notice.kind == .updated ? "message_updated" : "message_deleted"
+            broadcast(ServerFrame.messageChange(type, message, files: files), roomID: roomID, generation: generation) {
+                $0.kind == .room(roomID)
+            }
+        case .read:
+            guard let userID = notice.userID else { return }
+            let common = ServerFrame.MessageRead(
+                roomId: roomID, userId: userID, userName: notice.userName ?? "", lastReadAt: notice.at,
+                lastReadMessageId: notice.messageID ?? 0)
+            var own = common
+            own.unreadCount = notice.count
+            let shared = ServerFrame.encode(common)
+            let forReader = ServerFrame.encode(own)
+            let receipts = notice.receipts ?? true
+            broadcast(shared, roomID: roomID, generation: generation) {
+                receipts && ($0.kind == .room(roomID) || $0.user.id != userID)
+            }
+            broadcast(forReader, roomID: roomID, generation: generation) {
+                $0.kind == .userStream && $0.user.id == userID
+            }
+        case .joined, .left:
+            guard let userID = notice.userID else { return }
+            let frame = ServerFrame.encode(
+                ServerFrame.Participant(
+                    type: notice.kind == .joined ? "participant_joined" : "participant_left", roomId: roomID,
+                    userId: userID, userName: notice.userName ?? ""))
+            if notice.kind == .left {
+                // Cut the removed user off this room: their room sockets close, their user
+                // streams stop hearing about it.
+                state.withLockedValue { state in
+                    guard let room = state.rooms[roomID] else { return }
+                    for subscription in room.subscriptions.values where subscription.session.user.id == userID {
+                        if subscription.session.kind == .room(roomID) { subscription.session.requestClose(.removed) }
+                        Self.remove(subscription.session.id, from: roomID, in: &state)
+                    }
+                }
+            }
+            broadcast(frame, roomID: roomID, generation: generation) { $0.kind == .room(roomID) }
+        case .typing, .status:
+            guard let userID = notice.userID else { return }
+            let frame =
+                notice.kind == .typing
+                ? ServerFrame.encode(
+                    ServerFrame.Typing(
+                        roomId: roomID, userId: userID, userName: notice.userName ?? "", isTyping: notice.flag ?? false))
+                : ServerFrame.encode(
+                    ServerFrame.UserStatus(
+                        roomId: roomID, userId: userID, userName: notice.userName ?? "",
+                        status: notice.flag == true ? "online" : "offline"))
+            broadcast(frame, roomID: roomID, generation: generation) {
+                $0.kind == .room(roomID) && $0.user.id != userID
+            }
+        }
+    }
+
+    private func broadcast(
+        _ frame: String, roomID: Int64, generation: Int, to include: (SocketSession) -> Bool
+    ) {
+        state.withLockedValue { state in
+            guard var room = state.rooms[roomID], room.generation == generation else { return }
+            for id in room.subscriptions.keys where include(room.subscriptions[id]!.session) {
+                Self.deliver(Outgoing(frame: frame, messageID: nil), to: &room.subscriptions[id]!)
+            }
+            state.rooms[roomID] = room
+        }
+    }
+
+    /// Sends a frame now, or holds it back while the subscription catches up. A message at
+    /// or below the subscription's cursor was already sent and is skipped.
+    private static func deliver(_ item: Outgoing, to subscription: inout Subscription) {
+        if subscription.heldBack != nil {
+            subscription.heldBack!.append(item)
+            if subscription.heldBack!.count > subscription.session.limits.frames {
+                subscription.session.requestClose(.tooSlow)
+                subscription.heldBack = []
+            }
+            return
+        }
+        if let id = item.messageID {
+            if let cursor = subscription.cursor, id <= cursor { return }
+            subscription.cursor = id
+        }
+        subscription.session.send(item.frame)
+    }
+
+    /// A room entered the list of `userID` (or of every participant, for a new room): their
+    /// user streams on this instance subscribe to it and receive `room_created`.
+    private func roomAppeared(_ roomID: Int64, for userID: Int64?) async {
+        do {
+            let candidates = state.withLockedValue { Set($0.userStreams.keys) }
+            guard !candidates.isEmpty else { return }
+            let users: [Int64]
+            if let userID { users = [userID] } else { users = try await store.participantIDs(roomID: roomID) }
+            for user in users where candidates.contains(user) {
+                guard let summary = try await store.summary(roomID: roomID, userID: user) else { continue }
+                let frame = ServerFrame.roomCreated(summary)
+                let sessions = state.withLockedValue { Array(($0.userStreams[user] ?? [:]).values) }
+                for session in sessions {
+                    try await register(session, roomID: roomID, cursor: nil, holdBack: false)
+                    session.send(frame)
+                }
+            }
+        } catch {
+            logger.warning("room_created delivery failed", metadata: ["room_id": "\(roomID)", "error": "\(error)"])
+        }
+    }
+}

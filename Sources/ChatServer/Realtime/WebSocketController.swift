@@ -1,0 +1,279 @@
+import ChatCore
+import Foundation
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import NIOWebSocket
+
+/// The request context of WebSocket upgrades; it keeps the channel so that a socket whose
+/// client stopped reading can be cut off even when its close frame cannot be written.
+struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
+    var coreContext: CoreRequestContextStorage
+    let webSocket: WebSocketHandlerReference<ChatWebSocketContext>
+    let channel: any Channel
+
+    init(source: ApplicationRequestContextSource) {
+        self.coreContext = .init(source: source)
+        self.webSocket = .init()
+        self.channel = source.channel
+    }
+}
+
+/// `ws /chat/ws/{room_id}` (a room) and `ws /chat/ws` (the user's room list).
+///
+/// The upgrade is always accepted; a socket that may not stay is then closed with 4401
+/// (token), 4400 (query), 4404 (room) or 4403 (not a participant) and a reason.
+struct WebSocketController {
+    let auth: AuthMiddleware
+    let messages: MessageStore
+    let realtime: RealtimeStore
+    let hub: RealtimeHub
+    let presence: PresenceTracker
+    let notifier: ChangeNotifier
+    let settings: AppConfiguration.RealtimeSettings
+
+    struct Rejection: Error {
+        var code: Int
+        var reason: String
+    }
+
+    func addRoutes(to router: Router<ChatWebSocketContext>) {
+        router.ws("chat/ws/:room_id") { inbound, outbound, context in
+            await serve(inbound: inbound, outbound: outbound, context: context, room: true)
+        }
+        router.ws("chat/ws") { inbound, outbound, context in
+            await serve(inbound: inbound, outbound: outbound, context: context, room: false)
+        }
+    }
+
+    private func serve(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
+        context: WebSocketRouterContext<ChatWebSocketContext>, room: Bool
+    ) async {
+        let session: SocketSession
+        let catchUpAfter: Int64?
+        do {
+            let user = try await admit(context.request)
+            if room {
+                let (roomID, after) = try await admitToRoom(context, user: user)
+                session = SocketSession(user: user, kind: .room(roomID), limits: limits)
+                catchUpAfter = after
+            } else {
+                session = SocketSession(user: user, kind: .userStream, limits: limits)
+                catchUpAfter = nil
+            }
+        } catch let rejection as Rejection {
+            await close(outbound, context: context, code: rejection.code, reason: rejection.reason)
+            return
+        } catch {
+            await close(outbound, context: context, code: 1011, reason: "Server error, try again later")
+            return
+        }
+        let request = await run(session, catchUpAfter: catchUpAfter, inbound: inbound, outbound: outbound)
+        await close(outbound, context: context, code: request.code, reason: request.reason)
+    }
+
+    private var limits: SocketSession.Limits {
+        .init(frames: settings.outboundQueueFrames, bytes: settings.outboundQueueBytes)
+    }
+
+    // MARK: Admission
+
+    private func admit(_ request: Request) async throws -> User {
+        guard let token = request.uri.queryParameters.get("token") ?? AuthMiddleware.bearerToken(request) else {
+            throw Rejection(code: 4401, reason: "Missing token")
+        }
+        do {
+            return try await auth.authenticate(token: token)
+        } catch let error as APIError where error.status == .unauthorized {
+            throw Rejection(code: 4401, reason: "Invalid or expired token")
+        } catch let error as APIError where error.status == .forbidden {
+            throw Rejection(code: 4403, reason: error.detail)
+        }
+    }
+
+    private func admitToRoom(_ context: WebSocketRouterContext<ChatWebSocketContext>, user: User) async throws
+        -> (roomID: Int64, after: Int64?)
+    {
+        var after: Int64?
+        if let text = context.request.uri.queryParameters.get("last_message_id") {
+            guard let value = Int64(text), value >= 0 else {
+                throw Rejection(code: 4400, reason: "last_message_id must be a non-negative integer")
+            }
+            after = value
+        }
+        guard let text = context.requestContext.parameters.get("room_id"), let roomID = Int64(text), roomID > 0 else {
+            throw Rejection(code: 4404, reason: "Room not found")
+        }
+        do {
+            try await realtime.requireParticipant(roomID: roomID, userID: user.id)
+        } catch ChatError.notFound(let detail) {
+            throw Rejection(code: 4404, reason: detail)
+        } catch ChatError.forbidden(let detail) {
+            throw Rejection(code: 4403, reason: detail)
+        }
+        return (roomID, after)
+    }
+
+    // MARK: Serving an admitted socket
+
+    private func run(
+        _ session: SocketSession, catchUpAfter: Int64?, inbound: WebSocketInboundStream,
+        outbound: WebSocketOutboundWriter
+    ) async -> SocketSession.CloseRequest {
+        let roomID: Int64
+        if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
+        await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
+        let typing = TypingState()
+        let request = await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // Writer: drains the session's queue at the client's pace.
+                while let frame = await session.nextFrame() {
+                    do { try await outbound.write(.text(frame)) } catch { break }
+                }
+                session.requestClose(.normal)
+            }
+            group.addTask {
+                do {
+                    switch session.kind {
+                    case .room(let roomID):
+                        try await hub.subscribe(session, roomID: roomID, after: catchUpAfter)
+                    case .userStream:
+                        try await hub.subscribeUserStream(session)
+                    }
+                } catch {
+                    session.requestClose(.init(code: 1011, reason: "Server error, try again later"))
+                }
+            }
+            group.addTask {
+                do {
+                    var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+                    while let message = try await messages.next() {
+                        await handle(message, from: session, typing: typing)
+                        if session.isClosing { break }
+                    }
+                } catch {}
+                session.requestClose(.normal)
+            }
+            let request = await session.closeRequested()
+            group.cancelAll()
+            return request
+        }
+        hub.unsubscribe(session)
+        if typing.isTyping {
+            notifier.send(
+                ChangeNotice(
+                    .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: false))
+        }
+        presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: roomID)
+        return request
+    }
+
+    /// Sends the close frame; if the client does not read (so the frame cannot be written
+    /// within a few seconds), closes the connection outright.
+    private func close(
+        _ outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<ChatWebSocketContext>, code: Int,
+        reason: String
+    ) async {
+        let channel = context.requestContext.channel
+        let closeCode: WebSocketErrorCode = code == 1000 ? .normalClosure : .init(codeNumber: code)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await outbound.close(closeCode, reason: reason) }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(5))
+                if !Task.isCancelled { try? await channel.close() }
+            }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    // MARK: Client frames
+
+    private func handle(_ message: WebSocketMessage, from session: SocketSession, typing: TypingState) async {
+        guard case .text(let text) = message else {
+            session.send(ServerFrame.error("Binary frames are not supported; send JSON text"))
+            return
+        }
+        guard text.utf8.count <= settings.maxInboundMessageBytes else {
+            session.send(ServerFrame.error("Frame too large (limit \(settings.maxInboundMessageBytes) bytes)"))
+            return
+        }
+        let frame: ClientFrame
+        do {
+            frame = try ChatJSON.decoder().decode(ClientFrame.self, from: Data(text.utf8))
+        } catch let error as DecodingError {
+            session.send(ServerFrame.error("Invalid frame: \(APIError.describe(error))"))
+            return
+        } catch {
+            session.send(ServerFrame.error("Invalid frame: not JSON"))
+            return
+        }
+        if frame.type == "ping" {
+            session.send(ServerFrame.pong)
+            return
+        }
+        guard case .room(let roomID) = session.kind else {
+            session.send(ServerFrame.error("The user stream accepts only ping frames"))
+            return
+        }
+        do {
+            switch frame.type {
+            case "message":
+                try await sendMessage(frame, roomID: roomID, session: session)
+                if typing.isTyping {
+                    // Sending ends typing, as clients expect.
+                    typing.isTyping = false
+                }
+            case "typing":
+                guard let isTyping = frame.isTyping else {
+                    throw ChatError.invalid("is_typing (boolean) is required")
+                }
+                typing.isTyping = isTyping
+                notifier.send(
+                    ChangeNotice(
+                        .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: isTyping))
+            case "read":
+                _ = try await messages.markRead(roomID: roomID, userID: session.user.id, upTo: frame.messageId)
+            default:
+                throw ChatError.invalid("Unknown frame type '\(frame.type)'; expected message, typing, read or ping")
+            }
+        } catch {
+            let apiError = APIError.from(error)
+            switch apiError?.status {
+            case .forbidden?: session.requestClose(.removed)
+            case .notFound? where frame.type != "read": session.requestClose(.init(code: 4404, reason: "Room not found"))
+            default:
+                session.send(
+                    ServerFrame.error(apiError?.detail ?? "Server error, try again", clientMessageID: frame.clientMessageId))
+            }
+        }
+    }
+
+    private func sendMessage(_ frame: ClientFrame, roomID: Int64, session: SocketSession) async throws {
+        let type: MessageType
+        if let name = frame.messageType {
+            guard let known = MessageType(rawValue: name) else {
+                throw ChatError.invalid("Unsupported message_type '\(name)'")
+            }
+            type = known
+        } else {
+            type = .text
+        }
+        guard !type.carriesFile else {
+            throw ChatError.invalid("\(type.rawValue) messages are uploaded with POST /chat/rooms/\(roomID)/messages/")
+        }
+        _ = try await messages.send(
+            roomID: roomID, senderID: session.user.id,
+            draft: MessageDraft(
+                content: frame.content, type: type, replyToMessageID: frame.replyToMessageId,
+                clientMessageID: frame.clientMessageId))
+    }
+}
+
+/// Whether the socket's user is currently shown as typing (to send `false` when it closes).
+private final class TypingState: @unchecked Sendable {
+    // Touched only by the socket's inbound task and, after it ended, by the handler.
+    var isTyping = false
+}

@@ -1,0 +1,131 @@
+import ChatCore
+import Foundation
+
+// The JSON frames of the WebSocket protocol (API.md, "Real-time: WebSocket").
+
+/// A frame from the client. Which fields matter depends on `type`.
+struct ClientFrame: Decodable, Sendable {
+    var type: String
+    var content: String?
+    var messageType: String?
+    var replyToMessageId: Int64?
+    var clientMessageId: String?
+    var isTyping: Bool?
+    var messageId: Int64?
+}
+
+/// Frames from the server, encoded once and shared by every socket that receives them.
+enum ServerFrame {
+    static func encode(_ value: some Encodable) -> String {
+        // Every frame is made of plain values; encoding cannot fail.
+        String(decoding: (try? ChatJSON.encoder().encode(value)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    static func message(_ message: Message, files: FileURLs) -> String {
+        encode(MessageFrame(message, files: files))
+    }
+
+    /// `message_updated` / `message_deleted`: the message object as REST returns it.
+    static func messageChange(_ type: String, _ message: Message, files: FileURLs) -> String {
+        encode(Typed(type: type, body: MessageResponse(message, files: files)))
+    }
+
+    static func roomCreated(_ summary: RoomSummary) -> String {
+        encode(Typed(type: "room_created", body: RoomSummaryResponse(summary)))
+    }
+
+    static func error(_ detail: String, clientMessageID: String? = nil) -> String {
+        encode(ErrorFrame(detail: detail, clientMessageId: clientMessageID))
+    }
+
+    static let pong = encode(["type": "pong"])
+
+    struct MessageFrame: Encodable {
+        var type = "message"
+        var messageId: Int64
+        var roomId: Int64
+        var senderId: Int64
+        var senderName: String
+        @Null var content: String?
+        var messageType: MessageType
+        @Null var fileUrl: String?
+        @Null var fileName: String?
+        @Null var fileSize: Int64?
+        var timestamp: Date
+        @Null var replyToMessageId: Int64?
+        @Null var clientMessageId: String?
+        var isEdited: Bool
+        var isDeleted: Bool
+
+        init(_ message: Message, files: FileURLs) {
+            messageId = message.id
+            roomId = message.roomID
+            senderId = message.senderID
+            senderName = message.senderName
+            content = message.content
+            messageType = message.type
+            fileUrl = message.filePath.map(files.url(forPath:))
+            fileName = message.fileName
+            fileSize = message.fileSize
+            timestamp = message.createdAt
+            replyToMessageId = message.replyToMessageID
+            clientMessageId = message.clientMessageID
+            isEdited = message.isEdited
+            isDeleted = message.isDeleted
+        }
+    }
+
+    struct Typing: Encodable {
+        var type = "typing"
+        var roomId: Int64
+        var userId: Int64
+        var userName: String
+        var isTyping: Bool
+    }
+
+    struct UserStatus: Encodable {
+        var type = "user_status"
+        var roomId: Int64
+        var userId: Int64
+        var userName: String
+        var status: String
+    }
+
+    struct MessageRead: Encodable {
+        var type = "message_read"
+        var roomId: Int64
+        var userId: Int64
+        var userName: String
+        @Null var lastReadAt: Date?
+        var lastReadMessageId: Int64
+        /// Only on the reader's own user stream: their unread count after reading.
+        var unreadCount: Int?
+    }
+
+    struct Participant: Encodable {
+        var type: String
+        var roomId: Int64
+        var userId: Int64
+        var userName: String
+    }
+
+    struct ErrorFrame: Encodable {
+        var type = "error"
+        var detail: String
+        var clientMessageId: String?
+    }
+
+    /// `{"type": ..., <the body's fields>}`.
+    struct Typed<Body: Encodable>: Encodable {
+        var type: String
+        var body: Body
+
+        enum Keys: String, CodingKey { case type }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Keys.self)
+            try container.encode(type, forKey: .type)
+            try body.encode(to: encoder)
+        }
+    }
+}
