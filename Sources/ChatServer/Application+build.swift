@@ -42,7 +42,8 @@ public func buildApplication(
     WebSocketController(
         auth: try await makeAuthMiddleware(configuration: configuration, postgres: postgres, logger: logger),
         messages: MessageStore(db: postgres, events: events), realtime: RealtimeStore(db: postgres), hub: hub,
-        presence: presence, notifier: notifier, settings: realtime
+        presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
+        settings: realtime
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the notifier flushes, and the pool closes last.
@@ -64,7 +65,7 @@ public func buildApplication(
                     // Frames up to 1 MiB are read and answered with an error frame when
                     // they pass the protocol's own limit; larger ones close the socket (1009).
                     maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(realtime.pingIntervalSeconds)),
-                    closeTimeout: .seconds(5)))),
+                    closeTimeout: .seconds(10)))),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "chat-server"),
         services: services,

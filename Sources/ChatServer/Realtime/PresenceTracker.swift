@@ -120,7 +120,9 @@ final class PresenceTracker: Service {
             if try await !store.heartbeat() {
                 // This instance was reaped (it stalled past the expiry): record its sockets again.
                 let keys = counts.withLockedValue { Array($0.keys) }
-                logger.warning("presence row was missing; re-registering", metadata: ["sessions": "\(keys.count)"])
+                if !keys.isEmpty {
+                    logger.warning("presence row was missing; re-registering", metadata: ["sessions": "\(keys.count)"])
+                }
                 for key in keys { _ = try await store.opened(userID: key.userID, roomID: key.roomID) }
             }
             for gone in try await store.reapDeadInstances() {

@@ -104,6 +104,17 @@ final class RealtimeHub: Service {
     /// first), holding live frames back until then; returns when the socket is live.
     func subscribe(_ session: SocketSession, roomID: Int64, after: Int64?) async throws {
         try await register(session, roomID: roomID, cursor: after, holdBack: after != nil)
+        // A removal that committed between the socket's admission and its registration was
+        // announced before this subscription could hear it: check membership once more.
+        do {
+            try await store.requireParticipant(roomID: roomID, userID: session.user.id)
+        } catch ChatError.forbidden {
+            session.requestClose(.removed)
+            return
+        } catch ChatError.notFound {
+            session.requestClose(.init(code: 4404, reason: "Room not found"))
+            return
+        }
         guard var cursor = after else { return }
         while !session.isClosing {
             let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)

@@ -1,4 +1,5 @@
 import ChatCore
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -39,6 +40,7 @@ final class SocketSession: Sendable {
     }
 
     private static let ids = NIOLockedValueBox(0)
+    static let slowClients = Counter(label: "chat_ws_slow_client_disconnects_total")
 
     let id: Int
     let user: User
@@ -153,6 +155,7 @@ final class SocketSession: Sendable {
             }
             return (state.writer, state.spaceWaiters, state.closeWaiter)
         }
+        if request == .tooSlow { Self.slowClients.increment() }
         writer?.resume(returning: .some(nil))
         waiters.forEach { $0.resume() }
         closeWaiter?.resume(returning: request)

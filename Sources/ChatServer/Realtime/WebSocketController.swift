@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import Metrics
 import NIOCore
 import NIOWebSocket
 
@@ -31,7 +32,10 @@ struct WebSocketController {
     let hub: RealtimeHub
     let presence: PresenceTracker
     let notifier: ChangeNotifier
+    let files: FileURLs
     let settings: AppConfiguration.RealtimeSettings
+
+    static let openSockets = Meter(label: "chat_ws_open_sockets")
 
     struct Rejection: Error {
         var code: Int
@@ -124,6 +128,8 @@ struct WebSocketController {
     ) async -> SocketSession.CloseRequest {
         let roomID: Int64
         if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
+        Self.openSockets.increment()
+        defer { Self.openSockets.decrement() }
         await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
         let typing = TypingState()
         let request = await withTaskGroup(of: Void.self) { group in
@@ -171,7 +177,7 @@ struct WebSocketController {
     }
 
     /// Sends the close frame; if the client does not read (so the frame cannot be written
-    /// within a few seconds), closes the connection outright.
+    /// within 10 seconds), closes the connection outright.
     private func close(
         _ outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<ChatWebSocketContext>, code: Int,
         reason: String
@@ -181,7 +187,7 @@ struct WebSocketController {
         await withTaskGroup(of: Void.self) { group in
             group.addTask { try? await outbound.close(closeCode, reason: reason) }
             group.addTask {
-                try? await Task.sleep(for: .seconds(5))
+                try? await Task.sleep(for: .seconds(10))
                 if !Task.isCancelled { try? await channel.close() }
             }
             await group.next()
@@ -264,11 +270,15 @@ struct WebSocketController {
         guard !type.carriesFile else {
             throw ChatError.invalid("\(type.rawValue) messages are uploaded with POST /chat/rooms/\(roomID)/messages/")
         }
-        _ = try await messages.send(
+        let outcome = try await messages.send(
             roomID: roomID, senderID: session.user.id,
             draft: MessageDraft(
                 content: frame.content, type: type, replyToMessageID: frame.replyToMessageId,
                 clientMessageID: frame.clientMessageId))
+        if !outcome.created {
+            // A retried client_message_id: nothing new to broadcast, but the sender needs its ack.
+            session.send(ServerFrame.message(outcome.message, files: files))
+        }
     }
 }
 

@@ -1,0 +1,143 @@
+import ChatTestKit
+import Foundation
+import Postgres
+import Testing
+
+/// `chat-server` processes against the test database, started for one test and stopped after.
+struct Cluster: Sendable {
+    static let secret = "realtime-tests-secret-0123456789-0123456789-0123456789"
+
+    let servers: [ServerProcess]
+    let database: PostgresClient
+
+    var a: ServerProcess { servers[0] }
+    var b: ServerProcess { servers[1] }
+
+    static var databaseURL: String {
+        get throws {
+            guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
+                throw ChildProcessError("DATABASE_URL is not set: run the suite with scripts/test.sh")
+            }
+            return url
+        }
+    }
+
+    func http(_ server: ServerProcess) -> HTTPTestClient { HTTPTestClient(port: server.port) }
+
+    /// A user known to the server (created from its token on first use).
+    func makeUser(_ name: String = "user") async throws -> Chatter {
+        let id = Int64.random(in: 1_000_000_000...9_000_000_000_000)
+        let token = try await TestToken.make(secret: Self.secret, userID: id, name: "\(name)\(id % 10_000)")
+        let client = http(a)
+        defer { Task { await client.close() } }
+        let response = try await client.request("GET", "/auth/me", token: token)
+        #expect(response.status == 200, "\(response)")
+        return Chatter(id: id, name: "\(name)\(id % 10_000)", token: token)
+    }
+
+    /// A group room of `owner` and `others` (a group needs a second member: one is made if none is given).
+    func makeGroup(_ owner: Chatter, with others: [Chatter]) async throws -> Int64 {
+        let others = others.isEmpty ? [try await makeUser("extra")] : others
+        struct Body: Encodable {
+            var room_name = "room"
+            var room_type = "group"
+            var participant_ids: [Int64]
+        }
+        let client = http(a)
+        defer { Task { await client.close() } }
+        let response = try await client.request(
+            "POST", "/chat/rooms/", token: owner.token, json: Body(participant_ids: others.map(\.id)))
+        #expect(response.status == 201, "\(response)")
+        return try #require(try response.object().int("room_id"))
+    }
+
+    /// Posts a text message over REST; returns its id.
+    @discardableResult
+    func post(_ text: String, by user: Chatter, room: Int64, via client: HTTPTestClient) async throws -> Int64 {
+        struct Body: Encodable { var message_content: String }
+        let response = try await client.request(
+            "POST", "/chat/rooms/\(room)/messages/", token: user.token, json: Body(message_content: text))
+        #expect(response.status == 201, "\(response)")
+        return try #require(try response.object().int("message_id"))
+    }
+
+    func socket(_ server: ServerProcess, room: Int64?, as user: Chatter, query: String = "") async throws
+        -> WebSocketTestClient
+    {
+        let path = room.map { "/chat/ws/\($0)" } ?? "/chat/ws"
+        return try await WebSocketTestClient.connect(port: server.port, path: "\(path)?token=\(user.token)\(query)")
+    }
+}
+
+struct Chatter: Sendable {
+    var id: Int64
+    var name: String
+    var token: String
+}
+
+/// Starts `count` servers (named a, b, ...) and runs `body`; the servers stop afterwards.
+func withCluster(
+    _ count: Int = 2, environment: [String: String] = [:], _ body: @Sendable (Cluster) async throws -> Void
+) async throws {
+    let logDirectory = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("chat-realtime-tests")
+    try FileManager.default.createDirectory(at: logDirectory, withIntermediateDirectories: true)
+    let url = try Cluster.databaseURL
+    var servers: [ServerProcess] = []
+    for index in 0..<count {
+        let name = String(UnicodeScalar(UInt8(97 + index)))
+        var env = [
+            "DATABASE_URL": url, "JWT_SECRET": Cluster.secret, "MIGRATE_ON_START": "false", "LOG_LEVEL": "warning",
+            "UPLOAD_DIR": logDirectory.appendingPathComponent("uploads").path, "INSTANCE_ID": "test-\(name)-\(UUID())",
+            "RETENTION_INTERVAL_SECONDS": "0",
+        ]
+        env.merge(environment) { _, new in new }
+        servers.append(
+            ServerProcess(name: "\(name)-\(UUID().uuidString.prefix(8))", port: try ServerProcess.freePort(),
+                environment: env, logDirectory: logDirectory))
+    }
+    let database = PostgresClient(configuration: PostgresConfiguration(url: url, applicationName: "realtime-tests"))
+    let cluster = Cluster(servers: servers, database: database)
+    do {
+        for server in servers { try await server.start() }
+        try await body(cluster)
+    } catch {
+        for server in servers { await server.terminate() }
+        await database.shutdown()
+        throw error
+    }
+    for server in servers { await server.terminate() }
+    await database.shutdown()
+}
+
+extension WebSocketTestClient {
+    /// Reads `message` frames until `count` have arrived; returns their ids in arrival order.
+    func messageIDs(count: Int, timeout: Duration = .seconds(30)) async throws -> [Int64] {
+        var ids: [Int64] = []
+        while ids.count < count {
+            let frame = try await next(type: "message", timeout: timeout)
+            ids.append(try #require(frame.int("message_id")))
+        }
+        return ids
+    }
+
+    /// The next `type` frame about `userID`, skipping others.
+    func next(type: String, about userID: Int64, timeout: Duration = .seconds(10)) async throws -> JSONObject {
+        while true {
+            let frame = try await next(type: type, timeout: timeout)
+            if frame.int("user_id") == userID { return frame }
+        }
+    }
+
+    /// Waits until the server has answered a ping, so that the socket is subscribed.
+    func ready() async throws {
+        try await send(text: #"{"type":"ping"}"#)
+        _ = try await next(type: "pong")
+    }
+
+    /// The close event, skipping frames before it.
+    func closeEvent(timeout: Duration = .seconds(30)) async throws -> (code: Int?, reason: String) {
+        while true {
+            if case .close(let code, let reason) = try await next(timeout: timeout) { return (code, reason) }
+        }
+    }
+}

@@ -1,0 +1,185 @@
+import ChatTestKit
+import Foundation
+import Postgres
+import Testing
+
+/// Several instances on one database, as behind a load balancer.
+@Suite(.serialized) struct ClusterTests {
+    @Test func fiveSendersTwentySubscribersTwoInstancesExactlyOnceInOrder() async throws {
+        try await withCluster(2) { cluster in
+            let senders = try await (0..<5).asyncMap { _ in try await cluster.makeUser("sender") }
+            let readers = try await (0..<20).asyncMap { _ in try await cluster.makeUser("reader") }
+            let room = try await cluster.makeGroup(senders[0], with: Array(senders.dropFirst()) + readers)
+            var sockets: [WebSocketTestClient] = []
+            for (index, reader) in readers.enumerated() {
+                sockets.append(try await cluster.socket(index.isMultiple(of: 2) ? cluster.a : cluster.b, room: room, as: reader))
+            }
+            // Every socket is live once it answers a ping.
+            for socket in sockets {
+                try await socket.send(text: #"{"type":"ping"}"#)
+                _ = try await socket.next(type: "pong")
+            }
+            let sent = try await withThrowingTaskGroup(of: [Int64].self) { group in
+                for (index, sender) in senders.enumerated() {
+                    let server = index.isMultiple(of: 2) ? cluster.a : cluster.b
+                    group.addTask {
+                        let client = cluster.http(server)
+                        var ids: [Int64] = []
+                        for i in 0..<100 { ids.append(try await cluster.post("\(index)-\(i)", by: sender, room: room, via: client)) }
+                        await client.close()
+                        return ids
+                    }
+                }
+                return try await group.reduce(into: []) { $0 += $1 }
+            }
+            #expect(sent.count == 500)
+            let expected = sent.sorted()
+            for socket in sockets {
+                #expect(try await socket.messageIDs(count: 500) == expected)
+                try await socket.send(text: #"{"type":"ping"}"#)
+                _ = try await socket.next(type: "pong")
+                #expect(!socket.takeSkipped().contains { if case .text(let t) = $0 { t.contains(#""type":"message""#) } else { false } })
+                try await socket.close()
+            }
+        }
+    }
+
+    @Test func listenerConnectionTerminatedMidStreamLosesNothing() async throws {
+        try await withCluster(2) { cluster in
+            let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let socket = try await cluster.socket(cluster.b, room: room, as: bob)
+            try await socket.send(text: #"{"type":"ping"}"#)
+            _ = try await socket.next(type: "pong")
+            let sender = Task {
+                let client = cluster.http(cluster.a)
+                var ids: [Int64] = []
+                for i in 0..<300 { ids.append(try await cluster.post("m\(i)", by: alice, room: room, via: client)) }
+                await client.close()
+                return ids
+            }
+            var terminated = 0
+            for _ in 0..<3 {
+                try await Task.sleep(for: .milliseconds(150))
+                terminated += try await cluster.database.query(
+                    """
+                    SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                    WHERE application_name = 'chat-server' AND query LIKE 'LISTEN%'
+                    """
+                ).count
+            }
+            #expect(terminated >= 2)
+            let sent = try await sender.value
+            #expect(try await socket.messageIDs(count: sent.count) == sent)
+            try await socket.send(text: #"{"type":"ping"}"#)
+            _ = try await socket.next(type: "pong")
+            #expect(!socket.takeSkipped().contains { if case .text(let t) = $0 { t.contains(#""type":"message""#) } else { false } })
+            try await socket.close()
+        }
+    }
+
+    @Test func killedInstanceUsersGoOfflineAndTheOtherKeepsServing() async throws {
+        try await withCluster(
+            2, environment: ["PRESENCE_HEARTBEAT_SECONDS": "1", "PRESENCE_EXPIRY_SECONDS": "4"]
+        ) { cluster in
+            let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let watcher = try await cluster.socket(cluster.b, room: room, as: bob)
+            try await watcher.ready()
+            let doomed = try await cluster.socket(cluster.a, room: room, as: alice)
+            let online = try await watcher.next(type: "user_status")
+            #expect(online.int("user_id") == alice.id && online.string("status") == "online")
+            // A message committed on A just before it dies still reaches B's clients.
+            let lastWords = try await cluster.post("last words", by: alice, room: room, via: cluster.http(cluster.a))
+            await cluster.a.kill()
+            #expect(try await watcher.next(type: "message").int("message_id") == lastWords)
+            let offline = try await watcher.next(type: "user_status", timeout: .seconds(30))
+            #expect(offline.int("user_id") == alice.id && offline.string("status") == "offline")
+            doomed.abort()
+            let onB = cluster.http(cluster.b)
+            let status = try await onB.request("GET", "/chat/rooms/\(room)/online-status/", token: bob.token)
+            let entry = try #require(try status.json().arrayValue?.compactMap(\.objectValue).first { $0.int("user_id") == alice.id })
+            #expect(entry.bool("is_online") == false && entry.string("last_seen") != nil)
+            let id = try await cluster.post("still here", by: bob, room: room, via: onB)
+            #expect(try await watcher.next(type: "message").int("message_id") == id)
+            try await watcher.close()
+            await onB.close()
+        }
+    }
+
+    @Test func aClientThatDoesNotReadIsDisconnectedWith4408() async throws {
+        try await withCluster(
+            1, environment: ["WS_OUTBOUND_QUEUE_FRAMES": "64", "WS_OUTBOUND_QUEUE_BYTES": "65536"]
+        ) { cluster in
+            let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let slow = try await WebSocketTestClient.connect(
+                port: cluster.a.port, path: "/chat/ws/\(room)?token=\(bob.token)", receiveBufferSize: 4096)
+            let healthy = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await slow.send(text: #"{"type":"ping"}"#)
+            _ = try await slow.next(type: "pong")
+            await slow.pauseReading()
+            let http = cluster.http(cluster.a)
+            let text = String(repeating: "가", count: 3000)  // 9 kB of UTF-8 per message
+            // 8 MB in all: more than the kernel's socket buffers (4 MB at most here) can absorb.
+            var sent: [Int64] = []
+            for _ in 0..<900 { sent.append(try await cluster.post(text, by: alice, room: room, via: http)) }
+            // The healthy subscriber is not held back by the slow one.
+            #expect(try await healthy.messageIDs(count: sent.count) == sent)
+            let metrics = try await http.request("GET", "/metrics")
+            #expect(metrics.text.contains("chat_ws_slow_client_disconnects_total 1"), "\(metrics.text.prefix(2000))")
+            // Reading again, the slow client finds a bounded backlog and then the 4408 close
+            // (or the connection cut, if even the close frame could not be written).
+            await slow.resumeReading()
+            var received = 0
+            var closeCode: Int?
+            readLoop: while true {
+                switch try await slow.next(timeout: .seconds(20)) {
+                case .text: received += 1
+                case .binary: break
+                case .close(let code, _):
+                    closeCode = code
+                    break readLoop
+                }
+            }
+            #expect(received < 700)
+            #expect(closeCode == 4408 || closeCode == nil)
+            try await healthy.close()
+            await http.close()
+        }
+    }
+
+    @Test func twoInstancesBehindNginx() async throws {
+        try await withCluster(2) { cluster in
+            let work = URL(fileURLWithPath: NSTemporaryDirectory()).appendingPathComponent("chat-nginx-\(UUID())")
+            try FileManager.default.createDirectory(at: work, withIntermediateDirectories: true)
+            let nginx = NginxProcess(
+                listenPort: try ServerProcess.freePort(), upstreamPorts: [cluster.a.port, cluster.b.port], workDirectory: work)
+            try await nginx.start()
+            let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let socket = try await WebSocketTestClient.connect(port: nginx.listenPort, path: "/chat/ws/\(room)?token=\(bob.token)")
+            try await socket.send(text: #"{"type":"ping"}"#)
+            _ = try await socket.next(type: "pong")
+            // Round robin: consecutive requests alternate between the two instances, so with
+            // fresh connections some of these posts are served by the other instance.
+            var sent: [Int64] = []
+            for i in 0..<6 {
+                let client = HTTPTestClient(port: nginx.listenPort)
+                sent.append(try await cluster.post("via nginx \(i)", by: alice, room: room, via: client))
+                await client.close()
+            }
+            #expect(try await socket.messageIDs(count: sent.count) == sent)
+            try await socket.close()
+            await nginx.stop()
+        }
+    }
+}
+
+extension Sequence {
+    func asyncMap<T>(_ transform: (Element) async throws -> T) async rethrows -> [T] {
+        var result: [T] = []
+        for element in self { result.append(try await transform(element)) }
+        return result
+    }
+}
