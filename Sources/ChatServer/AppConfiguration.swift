@@ -50,6 +50,10 @@ public struct AppConfiguration: Sendable {
         public var pollSeconds = 2
         /// Messages read per query when catching a socket up.
         public var catchUpBatch = 200
+        /// `ANNOUNCE_CHANGES=false` stops this instance from sending NOTIFY: its writes then
+        /// reach sockets (its own and other instances') only through the room-head poll.
+        /// For measuring what the notifications cost; never in production.
+        public var announceChanges = true
 
         public init() {}
     }
@@ -142,6 +146,7 @@ public struct AppConfiguration: Sendable {
             throw Invalid(description: "PRESENCE_EXPIRY_SECONDS must be longer than PRESENCE_HEARTBEAT_SECONDS")
         }
         realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
+        realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
         var configuration = AppConfiguration(
             databaseURL: databaseURL,
             host: value("HOST") ?? "0.0.0.0",

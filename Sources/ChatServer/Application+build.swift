@@ -32,7 +32,7 @@ public func buildApplication(
         db: postgres, instanceID: realtime.instanceID, expiry: .seconds(realtime.presenceExpirySeconds))
     let presence = PresenceTracker(
         store: presenceStore, notifier: notifier, heartbeat: .seconds(realtime.heartbeatSeconds), logger: logger)
-    let events = EventSinks([notifier, events])
+    let events = realtime.announceChanges ? EventSinks([notifier, events]) : EventSinks([events])
     let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
     try storage.prepare()
     let router = try await buildRouter(
