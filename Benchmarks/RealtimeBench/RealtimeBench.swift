@@ -75,6 +75,10 @@ struct RealtimeBench: AsyncParsableCommand {
         let users = try await kit.users(senders, on: notifying)
         var rooms: [Int64] = []
         for user in users { rooms.append(try await kit.room(of: user, with: [], on: notifying)) }
+        // Warm up both servers (connections, prepared statements) before measuring.
+        for server in [notifying, quiet] {
+            _ = try await kit.sendRate(users: users, rooms: rooms, server: server, seconds: 2)
+        }
         var results: [String: [Double]] = [:]
         for round in 0..<2 {
             for (label, server) in [("notify", notifying), ("none", quiet)] {

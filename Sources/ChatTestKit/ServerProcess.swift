@@ -65,7 +65,6 @@ public final class ServerProcess: Sendable {
         if let url = Bundle.main.executableURL {
             directories.append(url.deletingLastPathComponent())
         }
-        directories.append(Bundle.main.bundleURL.deletingLastPathComponent())
         directories.append(cwd.appendingPathComponent(".build/debug", isDirectory: true))
         var tried: [String] = []
         for directory in directories {

@@ -509,4 +509,13 @@ final class HandshakeHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         context.close(promise: nil)
     }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        // A failed connect tears the pipeline down without channelInactive; an unfulfilled
+        // promise would trap in debug builds ("leaking promise").
+        if !done {
+            done = true
+            promise.fail(ChannelError.ioOnClosedChannel)
+        }
+    }
 }

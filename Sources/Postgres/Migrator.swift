@@ -27,7 +27,12 @@ public struct Migrator: Sendable {
 
     /// Reads `*.sql` files whose names start with digits, ordered by that number.
     public static func loadMigrations(from directory: URL) throws -> [Migration] {
-        let names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        let names: [String]
+        do {
+            names = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        } catch {
+            throw MigrationDirectoryError(path: directory.path, reason: error.localizedDescription)
+        }
         return try names.compactMap { name -> (Int, Migration)? in
             guard name.hasSuffix(".sql") else { return nil }
             let digits = name.prefix(while: \.isNumber)
@@ -85,4 +90,11 @@ public struct Migrator: Sendable {
         }
         return applied
     }
+}
+
+/// The migrations directory is missing or unreadable.
+public struct MigrationDirectoryError: Error, CustomStringConvertible {
+    public var path: String
+    public var reason: String
+    public var description: String { "cannot read the migrations directory \(path): \(reason)" }
 }

@@ -330,7 +330,7 @@ public final class PostgresConnection: @unchecked Sendable {
             let flushed = PQflush(pointer)
             if flushed == 0 { break }
             if flushed < 0 { throw sendError() }
-            await waiter.wait(for: socket)
+            try await waiter.wait(for: socket)
             guard PQconsumeInput(pointer) == 1 else { throw sendError() }
         }
         var last: OpaquePointer?
@@ -340,7 +340,7 @@ public final class PostgresConnection: @unchecked Sendable {
         var mayHoldData = false
         while true {
             while PQisBusy(pointer) == 1 {
-                if !(mayHoldData && socketIsReadable()) { await waiter.wait(for: socket) }
+                if !(mayHoldData && socketIsReadable()) { try await waiter.wait(for: socket) }
                 guard PQconsumeInput(pointer) == 1 else {
                     if let last { PQclear(last) }
                     throw sendError()
@@ -420,7 +420,7 @@ public final class PostgresConnection: @unchecked Sendable {
             }
         #if os(Linux)
         case .nonBlocking(let waiter):
-            await waiter.wait(for: socket)
+            try await waiter.wait(for: socket)
         #endif
         }
         return try consumeNotifications()

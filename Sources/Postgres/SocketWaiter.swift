@@ -10,8 +10,7 @@ import Foundation
 final class SocketWaiter: @unchecked Sendable {
     private let epoll: Int32
     private let wakePipe: (read: Int32, write: Int32)
-    private let states = NIOLockedValueBox<[Int32: SocketState]>([:])
-    private let stopped = NIOLockedValueBox(false)
+    private let state = NIOLockedValueBox(State())
     private var thread: Thread?
 
     init() {
@@ -32,25 +31,38 @@ final class SocketWaiter: @unchecked Sendable {
 
     /// Per socket: the task waiting for it, or readiness that arrived while nobody waited.
     private enum SocketState {
-        case waiting(CheckedContinuation<Void, Never>)
+        case waiting(CheckedContinuation<Void, any Error>)
         case ready
     }
+
+    private struct State {
+        var sockets: [Int32: SocketState] = [:]
+        var stopped = false
+    }
+
+    static var stoppedError: PostgresError { PostgresError(.poolClosed, message: "postgres client shut down") }
 
     /// Suspends until `socket` has become ready since the last wait (or hung up / is in
     /// error: the caller's next libpq call reports that). Sockets are registered once,
     /// edge-triggered, so a wait costs no system call. Only one task may wait on a given
     /// socket at a time; the caller must have drained what was readable before waiting.
-    func wait(for socket: Int32) async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let alreadyReady = states.withLockedValue { states -> Bool in
-                if case .ready = states[socket] {
-                    states[socket] = nil
-                    return true
+    func wait(for socket: Int32) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let outcome = state.withLockedValue { state -> Result<Bool, PostgresError> in
+                // After shutdown nobody would wake the task: fail instead of hanging.
+                if state.stopped { return .failure(Self.stoppedError) }
+                if case .ready = state.sockets[socket] {
+                    state.sockets[socket] = nil
+                    return .success(true)
                 }
-                states[socket] = .waiting(continuation)
-                return false
+                state.sockets[socket] = .waiting(continuation)
+                return .success(false)
             }
-            if alreadyReady { continuation.resume() }
+            switch outcome {
+            case .success(true): continuation.resume()
+            case .success(false): break
+            case .failure(let error): continuation.resume(throwing: error)
+            }
         }
     }
 
@@ -64,12 +76,12 @@ final class SocketWaiter: @unchecked Sendable {
 
     /// Resumes the task waiting on `socket`, if any, as if the socket were ready.
     func interrupt(_ socket: Int32) {
-        let waiter = states.withLockedValue { states -> CheckedContinuation<Void, Never>? in
-            guard case .waiting(let continuation) = states[socket] else {
-                states[socket] = .ready
+        let waiter = state.withLockedValue { state -> CheckedContinuation<Void, any Error>? in
+            guard case .waiting(let continuation) = state.sockets[socket] else {
+                state.sockets[socket] = .ready
                 return nil
             }
-            states[socket] = nil
+            state.sockets[socket] = nil
             return continuation
         }
         waiter?.resume()
@@ -79,20 +91,27 @@ final class SocketWaiter: @unchecked Sendable {
     func forget(_ socket: Int32) {
         var event = epoll_event()
         epoll_ctl(epoll, EPOLL_CTL_DEL, socket, &event)
-        if case .waiting(let continuation) = states.withLockedValue({ $0.removeValue(forKey: socket) }) {
+        if case .waiting(let continuation) = state.withLockedValue({ $0.sockets.removeValue(forKey: socket) }) {
             continuation.resume()
         }
     }
 
+    /// Stops the thread. Tasks waiting now, and any that would wait later, fail with
+    /// `.poolClosed` instead of waiting for ever.
     func shutdown() {
-        stopped.withLockedValue { $0 = true }
+        let waiting = state.withLockedValue { state in
+            state.stopped = true
+            defer { state.sockets = [:] }
+            return state.sockets.values
+        }
+        for case .waiting(let continuation) in waiting { continuation.resume(throwing: Self.stoppedError) }
         var byte: UInt8 = 1
         _ = write(wakePipe.write, &byte, 1)
     }
 
     private func loop() {
         var events = [epoll_event](repeating: epoll_event(), count: 64)
-        while !stopped.withLockedValue({ $0 }) {
+        while !state.withLockedValue({ $0.stopped }) {
             let count = epoll_wait(epoll, &events, Int32(events.count), -1)
             if count < 0 {
                 if errno == EINTR { continue }
@@ -101,23 +120,17 @@ final class SocketWaiter: @unchecked Sendable {
             for index in 0..<Int(count) {
                 let socket = events[index].data.fd
                 if socket == wakePipe.read { continue }
-                let waiter = states.withLockedValue { states -> CheckedContinuation<Void, Never>? in
-                    if case .waiting(let continuation) = states[socket] {
-                        states[socket] = nil
+                let waiter = state.withLockedValue { state -> CheckedContinuation<Void, any Error>? in
+                    if case .waiting(let continuation) = state.sockets[socket] {
+                        state.sockets[socket] = nil
                         return continuation
                     }
-                    states[socket] = .ready
+                    state.sockets[socket] = .ready
                     return nil
                 }
                 waiter?.resume()
             }
         }
-        // Nobody will be woken any more: release every waiter so it can fail in libpq.
-        let remaining = states.withLockedValue { states in
-            defer { states = [:] }
-            return states.values
-        }
-        for case .waiting(let continuation) in remaining { continuation.resume() }
         close(epoll)
         close(wakePipe.read)
         close(wakePipe.write)

@@ -72,4 +72,22 @@ import Testing
         #expect(PostgresListener.quoteIdentifier("a\"b") == "\"a\"\"b\"")
         #expect(PostgresListener.quoteIdentifier("plain") == "\"plain\"")
     }
+
+    /// A connection waiting for the server when its client shuts down fails instead of
+    /// waiting for ever (a server that failed to start used to hang on this).
+    @Test(.timeLimit(.minutes(1))) func waitingConnectionFailsWhenTheClientShutsDown() async throws {
+        let client = try TestDatabase.client(poolSize: 1, waitTimeout: .seconds(5))
+        let connection = try await client.openDedicatedConnection()
+        _ = try await connection.simpleQuery("LISTEN shutdown_test")
+        let waiting = Task { try await connection.waitForNotifications() }
+        try await Task.sleep(for: .milliseconds(200))
+        await client.shutdown()
+        if TestDatabase.ioMode == .nonBlocking {
+            await #expect(throws: PostgresError.self) { try await waiting.value }
+            await #expect(throws: PostgresError.self) { try await connection.simpleQuery("SELECT 1") }
+        } else {
+            // Thread-pool mode polls with a timeout; after shutdown its thread pool refuses work.
+            _ = try? await waiting.value
+        }
+    }
 }

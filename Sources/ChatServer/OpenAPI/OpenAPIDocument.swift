@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Chat API",
   "version": "0.1.0",
-  "description": "PostgreSQL-backed chat server. Every path also works without its trailing slash. Errors are {\"detail\": \"...\"}. Timestamps are UTC ISO 8601 with Z."
+  "description": "PostgreSQL-backed chat server. Every path also works without its trailing slash. Errors are {\"detail\": \"...\"}. Timestamps are UTC ISO 8601 with Z. WebSockets (not describable in OpenAPI 3): ws /chat/ws/{room_id}?token=JWT[&last_message_id=N] and ws /chat/ws?token=JWT; frames and close codes are in the README and API.md."
  },
  "paths": {
   "/health": {
@@ -1461,6 +1461,73 @@ enum OpenAPIDocument {
      }
     }
    }
+  },
+  "/chat/rooms/{room_id}/online-status/": {
+   "get": {
+    "summary": "Presence of every active participant (shared by all instances)",
+    "description": "is_online: the user has at least one open WebSocket on any live instance. last_seen: now-ish while online, the time the last socket closed while offline, null if never connected.",
+    "security": [
+     {
+      "bearer": []
+     }
+    ],
+    "parameters": [
+     {
+      "name": "room_id",
+      "in": "path",
+      "required": true,
+      "schema": {
+       "type": "integer",
+       "format": "int64"
+      }
+     }
+    ],
+    "responses": {
+     "200": {
+      "description": "OK",
+      "content": {
+       "application/json": {
+        "schema": {
+         "type": "array",
+         "items": {
+          "$ref": "#/components/schemas/OnlineStatus"
+         }
+        }
+       }
+      }
+     },
+     "401": {
+      "description": "Missing, invalid or expired token",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "403": {
+      "description": "Not a participant",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     },
+     "404": {
+      "description": "Room not found",
+      "content": {
+       "application/json": {
+        "schema": {
+         "$ref": "#/components/schemas/Error"
+        }
+       }
+      }
+     }
+    }
+   }
   }
  },
  "components": {
@@ -2034,6 +2101,32 @@ enum OpenAPIDocument {
      "client_message_id": {
       "type": "string",
       "maxLength": 64
+     }
+    }
+   },
+   "OnlineStatus": {
+    "type": "object",
+    "required": [
+     "user_id",
+     "user_name",
+     "is_online",
+     "last_seen"
+    ],
+    "properties": {
+     "user_id": {
+      "type": "integer",
+      "format": "int64"
+     },
+     "user_name": {
+      "type": "string"
+     },
+     "is_online": {
+      "type": "boolean"
+     },
+     "last_seen": {
+      "type": "string",
+      "format": "date-time",
+      "nullable": true
      }
     }
    }
