@@ -89,6 +89,10 @@ import Testing
             let doomed = try await cluster.socket(cluster.a, room: room, as: alice)
             let online = try await watcher.next(type: "user_status")
             #expect(online.int("user_id") == alice.id && online.string("status") == "online")
+            // Typing crosses instances too.
+            try await doomed.send(text: #"{"type":"typing","is_typing":true}"#)
+            let typing = try await watcher.next(type: "typing")
+            #expect(typing.int("user_id") == alice.id && typing.bool("is_typing") == true)
             // A message committed on A just before it dies still reaches B's clients.
             let lastWords = try await cluster.post("last words", by: alice, room: room, via: cluster.http(cluster.a))
             await cluster.a.kill()
@@ -146,6 +150,23 @@ import Testing
             #expect(closeCode == 4408 || closeCode == nil)
             try await healthy.close()
             await http.close()
+        }
+    }
+
+    @Test func aSocketThatStopsAnsweringPingsIsDropped() async throws {
+        try await withCluster(1, environment: ["WS_PING_SECONDS": "1"]) { cluster in
+            let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let watcher = try await cluster.socket(cluster.a, room: room, as: bob)
+            try await watcher.ready()
+            let silent = try await cluster.socket(cluster.a, room: room, as: alice)
+            #expect(try await watcher.next(type: "user_status", about: alice.id).string("status") == "online")
+            // Stop reading: pings go unanswered, as from a vanished phone.
+            await silent.pauseReading()
+            #expect(try await watcher.next(type: "user_status", about: alice.id, timeout: .seconds(20)).string("status") == "offline")
+            await silent.resumeReading()
+            #expect(try await silent.closeEvent(timeout: .seconds(20)).reason.contains("Ping") || silent.isClosed)
+            try await watcher.close()
         }
     }
 

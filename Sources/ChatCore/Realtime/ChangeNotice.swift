@@ -114,7 +114,8 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
         return payloads
     }
 
-    /// Reads a payload written by `encodeBatches` or by the SQL triggers.
+    /// Reads a payload written by `encodeBatches` or by the SQL triggers. Throws only when
+    /// the payload is not a JSON array.
     public static func decodeBatch(_ payload: String) throws -> [ChangeNotice] {
         let decoder = JSONDecoder()
         decoder.dateDecodingStrategy = .custom { decoder in
@@ -125,6 +126,16 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
             }
             return date
         }
-        return try decoder.decode([ChangeNotice].self, from: Data(payload.utf8))
+        return try decoder.decode([Lenient].self, from: Data(payload.utf8)).compactMap(\.notice)
+    }
+
+    /// One element of a batch: a notice of a kind this version does not know (sent by a
+    /// newer instance during a rolling upgrade) is skipped, not the whole batch.
+    private struct Lenient: Decodable {
+        var notice: ChangeNotice?
+
+        init(from decoder: any Decoder) throws {
+            notice = try? ChangeNotice(from: decoder)
+        }
     }
 }
