@@ -21,6 +21,7 @@ struct RealtimeBench: AsyncParsableCommand {
     @Option(help: "Subscribers in the fan-out section") var subscribers = 1000
     @Option(help: "Messages in the fan-out section") var fanoutMessages = 100
     @Option(help: "Idle sockets in the memory section") var idleSockets = 10_000
+    @Option(help: "NOTIFY_BATCH_WINDOW_MS of the notifying servers") var batchWindow = 0
 
     static let secret = "realtime-bench-secret-0123456789-0123456789-0123456789"
 
@@ -36,7 +37,7 @@ struct RealtimeBench: AsyncParsableCommand {
             var environment = [
                 "DATABASE_URL": url, "JWT_SECRET": Self.secret, "MIGRATE_ON_START": "false", "LOG_LEVEL": "error",
                 "UPLOAD_DIR": logs.appendingPathComponent("uploads").path, "RETENTION_INTERVAL_SECONDS": "0",
-                "INSTANCE_ID": "bench-\(name)", "DB_POOL_SIZE": "20",
+                "INSTANCE_ID": "bench-\(name)", "DB_POOL_SIZE": "20", "NOTIFY_BATCH_WINDOW_MS": "\(batchWindow)",
             ]
             environment.merge(extra) { _, new in new }
             return ServerProcess(name: name, port: try ServerProcess.freePort(), environment: environment, logDirectory: logs)

@@ -50,6 +50,8 @@ public struct AppConfiguration: Sendable {
         public var pollSeconds = 2
         /// Messages read per query when catching a socket up.
         public var catchUpBatch = 200
+        /// Milliseconds a change waits for others to share its NOTIFY (`NOTIFY_BATCH_WINDOW_MS`).
+        public var notifyBatchWindowMilliseconds = 0
         /// `ANNOUNCE_CHANGES=false` stops this instance from sending NOTIFY: its writes then
         /// reach sockets (its own and other instances') only through the room-head poll.
         /// For measuring what the notifications cost; never in production.
@@ -147,6 +149,7 @@ public struct AppConfiguration: Sendable {
         }
         realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
         realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
+        realtime.notifyBatchWindowMilliseconds = try int("NOTIFY_BATCH_WINDOW_MS", 0, 0...1000)
         var configuration = AppConfiguration(
             databaseURL: databaseURL,
             host: value("HOST") ?? "0.0.0.0",

@@ -23,7 +23,8 @@ public func buildApplication(
             sessionSettings: ["chat.announces_own_changes": "on"]),
         logger: logger)
     let realtime = configuration.realtime
-    let notifier = ChangeNotifier(postgres: postgres, logger: logger)
+    let notifier = ChangeNotifier(
+        postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)
     let hub = RealtimeHub(
         postgres: postgres, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: .init(pollInterval: .seconds(realtime.pollSeconds), catchUpBatch: realtime.catchUpBatch),

@@ -20,8 +20,12 @@ final class ChangeNotifier: ChatEventSink, Service {
     private let wakeUps: AsyncStream<Void>
     private let wakeUp: AsyncStream<Void>.Continuation
 
-    init(postgres: PostgresClient, logger: Logger) {
+    /// How long the first notice of a batch waits for others (0: send at once).
+    private let batchWindow: Duration
+
+    init(postgres: PostgresClient, batchWindow: Duration, logger: Logger) {
         self.postgres = postgres
+        self.batchWindow = batchWindow
         self.logger = logger
         (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
@@ -39,6 +43,7 @@ final class ChangeNotifier: ChatEventSink, Service {
         var connection: PostgresConnection?
         await withGracefulShutdownHandler {
             for await _ in wakeUps {
+                if batchWindow > .zero { try? await Task.sleep(for: batchWindow) }
                 await flush(&connection)
             }
             // Shutting down: what was queued before the stream finished still goes out.
