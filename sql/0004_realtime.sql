@@ -9,6 +9,10 @@
 -- at commit). Their sessions say so with the setting chat.announces_own_changes = on. Any
 -- other session (psql, a batch job) is announced by the triggers below, in its transaction;
 -- such changes are rare, so the cost does not matter there.
+--
+-- Rolling upgrade from a version without real-time: apply this file, then replace the old
+-- servers quickly. Until they are gone their writes (lacking the setting) are announced by
+-- the triggers inside each transaction, which serialises their commits.
 
 -- The newest message id of each room (maintained by messages_assign_id()), so an instance
 -- can cheaply check whether it missed a wake-up for any room it serves.
@@ -45,7 +49,12 @@ BEGIN
             event := jsonb_build_object('k', 'upd', 'r', NEW.room_id, 'm', NEW.message_id);
         END IF;
     ELSIF TG_TABLE_NAME = 'room_participants' THEN
-        IF NEW.is_active AND (TG_OP = 'INSERT' OR NOT OLD.is_active) THEN
+        IF TG_OP = 'DELETE' THEN
+            IF OLD.is_active THEN
+                event := jsonb_build_object('k', 'leave', 'r', OLD.room_id, 'u', OLD.user_id,
+                    'n', (SELECT user_name FROM users WHERE user_id = OLD.user_id));
+            END IF;
+        ELSIF NEW.is_active AND (TG_OP = 'INSERT' OR NOT OLD.is_active) THEN
             event := jsonb_build_object('k', 'join', 'r', NEW.room_id, 'u', NEW.user_id,
                 'n', (SELECT user_name FROM users WHERE user_id = NEW.user_id));
         ELSIF TG_OP = 'UPDATE' AND OLD.is_active AND NOT NEW.is_active THEN
@@ -64,7 +73,7 @@ $$;
 CREATE TRIGGER messages_announce_external_change AFTER INSERT OR UPDATE ON messages
     FOR EACH ROW WHEN (current_setting('chat.announces_own_changes', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION chat_announce_external_change();
-CREATE TRIGGER room_participants_announce_external_change AFTER INSERT OR UPDATE ON room_participants
+CREATE TRIGGER room_participants_announce_external_change AFTER INSERT OR UPDATE OR DELETE ON room_participants
     FOR EACH ROW WHEN (current_setting('chat.announces_own_changes', true) IS DISTINCT FROM 'on')
     EXECUTE FUNCTION chat_announce_external_change();
 

@@ -48,7 +48,7 @@ public struct AppConfiguration: Sendable {
         public var presenceExpirySeconds = 20
         /// Seconds between checks for messages whose wake-up was lost (`REALTIME_POLL_SECONDS`).
         public var pollSeconds = 2
-        /// Messages read per query when catching a socket up.
+        /// Messages read per query when catching a socket up (`WS_CATCH_UP_BATCH`).
         public var catchUpBatch = 200
         /// Milliseconds a change waits for others to share its NOTIFY (`NOTIFY_BATCH_WINDOW_MS`).
         public var notifyBatchWindowMilliseconds = 0
@@ -148,6 +148,7 @@ public struct AppConfiguration: Sendable {
             throw Invalid(description: "PRESENCE_EXPIRY_SECONDS must be longer than PRESENCE_HEARTBEAT_SECONDS")
         }
         realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
+        realtime.catchUpBatch = try int("WS_CATCH_UP_BATCH", realtime.catchUpBatch, 1...1000)
         realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
         realtime.notifyBatchWindowMilliseconds = try int("NOTIFY_BATCH_WINDOW_MS", 0, 0...1000)
         var configuration = AppConfiguration(

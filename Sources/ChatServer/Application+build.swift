@@ -15,14 +15,16 @@ public func buildApplication(
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     events: any ChatEventSink = DiscardingEventSink()
 ) async throws -> some ApplicationProtocol {
+    let realtime = configuration.realtime
     let postgres = PostgresClient(
         configuration: PostgresConfiguration(
-            url: configuration.databaseURL, applicationName: "chat-server", poolSize: configuration.databasePoolSize,
+            // pg_stat_activity tells the instances apart (names are cut at 63 bytes).
+            url: configuration.databaseURL, applicationName: "chat-server \(realtime.instanceID)",
+            poolSize: configuration.databasePoolSize,
             poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000)),
             // This server announces its own changes after commit (see sql/0004_realtime.sql).
             sessionSettings: ["chat.announces_own_changes": "on"]),
         logger: logger)
-    let realtime = configuration.realtime
     let notifier = ChangeNotifier(
         postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)
     let hub = RealtimeHub(

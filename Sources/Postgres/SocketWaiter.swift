@@ -99,14 +99,16 @@ final class SocketWaiter: @unchecked Sendable {
     /// Stops the thread. Tasks waiting now, and any that would wait later, fail with
     /// `.poolClosed` instead of waiting for ever.
     func shutdown() {
-        let waiting = state.withLockedValue { state in
+        let waiting = state.withLockedValue { state -> [SocketState] in
+            guard !state.stopped else { return [] }
             state.stopped = true
+            // Written under the lock: the loop closes the pipe only after it saw `stopped`.
+            var byte: UInt8 = 1
+            _ = write(wakePipe.write, &byte, 1)
             defer { state.sockets = [:] }
-            return state.sockets.values
+            return Array(state.sockets.values)
         }
         for case .waiting(let continuation) in waiting { continuation.resume(throwing: Self.stoppedError) }
-        var byte: UInt8 = 1
-        _ = write(wakePipe.write, &byte, 1)
     }
 
     private func loop() {
@@ -115,6 +117,8 @@ final class SocketWaiter: @unchecked Sendable {
             let count = epoll_wait(epoll, &events, Int32(events.count), -1)
             if count < 0 {
                 if errno == EINTR { continue }
+                // epoll itself failed: fail every waiter now and later rather than hang them.
+                shutdown()
                 break
             }
             for index in 0..<Int(count) {

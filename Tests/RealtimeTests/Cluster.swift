@@ -10,6 +10,11 @@ struct Cluster: Sendable {
     let servers: [ServerProcess]
     let database: PostgresClient
 
+    /// The `application_name` of a server's database sessions.
+    func applicationName(_ server: ServerProcess) -> String {
+        "chat-server \(server.environment["INSTANCE_ID"] ?? "")"
+    }
+
     var a: ServerProcess { servers[0] }
     var b: ServerProcess { servers[1] }
 
@@ -114,8 +119,13 @@ extension WebSocketTestClient {
     func messageIDs(count: Int, timeout: Duration = .seconds(30)) async throws -> [Int64] {
         var ids: [Int64] = []
         while ids.count < count {
-            let frame = try await next(type: "message", timeout: timeout)
-            ids.append(try #require(frame.int("message_id")))
+            do {
+                let frame = try await next(type: "message", timeout: timeout)
+                ids.append(try #require(frame.int("message_id")))
+            } catch {
+                Issue.record("after \(ids.count) of \(count) messages (last \(ids.suffix(3))): \(error)")
+                throw error
+            }
         }
         return ids
     }

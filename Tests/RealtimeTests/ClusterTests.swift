@@ -61,10 +61,12 @@ import Testing
             var terminated = 0
             for _ in 0..<3 {
                 try await Task.sleep(for: .milliseconds(150))
+                // Only this test's instances: other tests run their own servers meanwhile.
                 terminated += try await cluster.database.query(
                     """
                     SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-                    WHERE application_name = 'chat-server' AND query LIKE 'LISTEN%'
+                    WHERE application_name IN (\(cluster.applicationName(cluster.a)), \(cluster.applicationName(cluster.b)))
+                      AND query LIKE 'LISTEN%'
                     """
                 ).count
             }

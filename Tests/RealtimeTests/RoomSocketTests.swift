@@ -220,6 +220,41 @@ import Testing
                 "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(carol.id)")
             #expect(try await carolSocket.closeEvent().code == 4403)
             #expect(try await ownerSocket.next(type: "participant_left").int("user_id") == carol.id)
+
+            // Deleted with SQL: the same.
+            let dave = try await cluster.makeUser()
+            #expect(try await http.request("POST", "/chat/rooms/\(room)/participants/", token: owner.token, json: Add(user_ids: [dave.id])).status == 200)
+            let daveSocket = try await cluster.socket(cluster.a, room: room, as: dave)
+            try await daveSocket.ready()
+            try await cluster.database.execute("DELETE FROM room_participants WHERE room_id = \(room) AND user_id = \(dave.id)")
+            #expect(try await daveSocket.closeEvent().code == 4403)
+
+            // Even when the removal is never announced (its notification lost), a removed
+            // user gets no further message: delivery checks membership first.
+            let erin = try await cluster.makeUser()
+            #expect(try await http.request("POST", "/chat/rooms/\(room)/participants/", token: owner.token, json: Add(user_ids: [erin.id])).status == 200)
+            let erinSocket = try await cluster.socket(cluster.a, room: room, as: erin)
+            try await erinSocket.ready()
+            try await cluster.database.withConnection { connection in
+                // The servers' own setting: the triggers stay silent, as if the NOTIFY were lost.
+                _ = try await connection.simpleQuery("SET chat.announces_own_changes = on")
+                try await connection.execute(
+                    "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(erin.id)")
+                _ = try await connection.simpleQuery("RESET chat.announces_own_changes")
+            }
+            let secret = try await cluster.post("not for erin", by: owner, room: room, via: http)
+            #expect(try await ownerSocket.next(type: "message").int("message_id") == secret)
+            var erinClose: Int?
+            readLoop: while true {
+                switch try await erinSocket.next(timeout: .seconds(30)) {
+                case .text(let text): #expect(!text.contains("not for erin"))
+                case .binary: break
+                case .close(let code, _):
+                    erinClose = code
+                    break readLoop
+                }
+            }
+            #expect(erinClose == 4403)
             try await ownerSocket.close()
             await http.close()
         }
@@ -248,7 +283,9 @@ import Testing
     }
 
     @Test func catchUpSendsHistoryThenLiveWithoutGapOrDuplicate() async throws {
-        try await withCluster(1) { cluster in
+        // Three messages per catch-up query: catching up takes many round trips, so live
+        // messages certainly arrive meanwhile and are held back, then merged.
+        try await withCluster(1, environment: ["WS_CATCH_UP_BATCH": "3"]) { cluster in
             let alice = try await cluster.makeUser()
             let room = try await cluster.makeGroup(alice, with: [])
             let http = cluster.http(cluster.a)
@@ -276,9 +313,16 @@ import Testing
                 #expect(!socket.takeSkipped().contains { if case .text(let t) = $0 { t.contains(#""type":"message""#) } else { false } })
                 try await socket.close()
             }
+            // A cursor beyond the room's newest message counts as "up to date", not as a
+            // reason to skip what comes next.
+            let ahead = try await cluster.socket(cluster.a, room: room, as: alice, query: "&last_message_id=9000000000000")
+            try await ahead.ready()
+            let next = try await cluster.post("after the future", by: alice, room: room, via: http)
+            #expect(try await ahead.messageIDs(count: 1) == [next])
+            try await ahead.close()
             // From 0: the whole history.
             let full = try await cluster.socket(cluster.a, room: room, as: alice, query: "&last_message_id=0")
-            #expect(try await full.messageIDs(count: sent.count + during.count) == sent + during)
+            #expect(try await full.messageIDs(count: sent.count + during.count + 1) == sent + during + [next])
             try await full.close()
             await http.close()
         }

@@ -86,22 +86,26 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
     /// Repeated `message` wake-ups of one room within a payload are sent once. A notice that
     /// alone is too large (a user name cannot make it so today) is dropped.
     public static func encodeBatches(_ notices: [ChangeNotice]) -> [String] {
+        batches(notices).map(\.payload)
+    }
+
+    /// `encodeBatches`, with the index of the first notice after each payload (so a sender
+    /// that fails part-way knows which notices are still unsent).
+    public static func batches(_ notices: [ChangeNotice]) -> [(payload: String, end: Int)] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
             try container.encode(PostgresTimestamp.format(date))
         }
-        var payloads: [String] = []
+        var batches: [(payload: String, end: Int)] = []
         var current: [String] = []
         var currentBytes = 2
         var wokenRooms: Set<Int64> = []
-        for notice in notices {
-            if notice.kind == .message {
-                if wokenRooms.contains(notice.roomID) { continue }
-            }
+        for (index, notice) in notices.enumerated() {
+            if notice.kind == .message, wokenRooms.contains(notice.roomID) { continue }
             guard let data = try? encoder.encode(notice), data.count + 2 < maxPayloadBytes else { continue }
             if currentBytes + data.count + 1 > maxPayloadBytes {
-                payloads.append("[" + current.joined(separator: ",") + "]")
+                batches.append(("[" + current.joined(separator: ",") + "]", index))
                 current = []
                 currentBytes = 2
                 wokenRooms = []
@@ -110,8 +114,8 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
             current.append(String(decoding: data, as: UTF8.self))
             currentBytes += data.count + 1
         }
-        if !current.isEmpty { payloads.append("[" + current.joined(separator: ",") + "]") }
-        return payloads
+        if !current.isEmpty { batches.append(("[" + current.joined(separator: ",") + "]", notices.count)) }
+        return batches
     }
 
     /// Reads a payload written by `encodeBatches` or by the SQL triggers. Throws only when

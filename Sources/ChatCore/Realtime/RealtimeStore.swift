@@ -63,6 +63,21 @@ public struct RealtimeStore: Sendable {
         ).map { try $0.decode(Int64.self, column: 0) }
     }
 
+    /// Those of `userIDs` who are no longer active participants of the room (or everyone,
+    /// when the room itself was deactivated).
+    public func inactiveParticipants(roomID: Int64, among userIDs: [Int64]) async throws -> Set<Int64> {
+        guard !userIDs.isEmpty else { return [] }
+        return Set(
+            try await db.query(
+                """
+                SELECT u.id FROM unnest(\(userIDs)) AS u (id)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+                    WHERE p.room_id = \(roomID) AND p.user_id = u.id AND p.is_active AND r.is_active)
+                """
+            ).map { try $0.decode(Int64.self, column: 0) })
+    }
+
     public func participantIDs(roomID: Int64) async throws -> [Int64] {
         try await db.query(
             "SELECT user_id FROM room_participants WHERE room_id = \(roomID) AND is_active"

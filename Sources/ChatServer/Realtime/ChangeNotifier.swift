@@ -35,7 +35,10 @@ final class ChangeNotifier: ChatEventSink, Service {
     }
 
     func send(_ notice: ChangeNotice) {
-        pending.withLockedValue { $0.append(notice) }
+        pending.withLockedValue { pending in
+            pending.append(notice)
+            if pending.count > Self.maxPending { pending.removeFirst() }
+        }
         wakeUp.yield()
     }
 
@@ -53,29 +56,48 @@ final class ChangeNotifier: ChatEventSink, Service {
         }
     }
 
+    /// Notices kept while the database is unreachable; past this the oldest are dropped
+    /// (messages are still delivered then: instances poll their rooms' heads).
+    static let maxPending = 10_000
+
     private func flush(_ connection: inout PostgresConnection?) async {
         let notices = pending.withLockedValue { pending in
             defer { pending = [] }
             return pending
         }
-        for payload in ChangeNotice.encodeBatches(notices) {
-            for attempt in 1...3 {
-                do {
-                    if connection == nil {
-                        let opened = try await postgres.openDedicatedConnection()
-                        _ = try await opened.simpleQuery("SET synchronous_commit = off")
-                        connection = opened
-                    }
-                    try await connection!.execute("SELECT pg_notify(\(ChangeNotice.channel), \(payload))")
-                    break
-                } catch {
-                    connection = nil
-                    logger.warning(
-                        "could not send change notification",
-                        metadata: ["error": "\(String(reflecting: error))", "attempt": "\(attempt)"])
-                    try? await Task.sleep(for: .milliseconds(100 * attempt))
+        var sent = 0
+        for batch in ChangeNotice.batches(notices) {
+            do {
+                if connection == nil {
+                    let opened = try await postgres.openDedicatedConnection()
+                    _ = try await opened.simpleQuery("SET synchronous_commit = off")
+                    connection = opened
                 }
+                try await connection!.execute("SELECT pg_notify(\(ChangeNotice.channel), \(batch.payload))")
+                sent = batch.end
+            } catch {
+                connection = nil
+                requeue(notices[sent...])
+                logger.warning(
+                    "could not send change notifications; retrying in 1 s",
+                    metadata: ["error": "\(String(reflecting: error))", "pending": "\(notices.count - sent)"])
+                try? await Task.sleep(for: .seconds(1))
+                wakeUp.yield()
+                return
             }
+        }
+    }
+
+    /// Puts unsent notices back in front of newer ones, keeping at most `maxPending`.
+    private func requeue(_ unsent: ArraySlice<ChangeNotice>) {
+        let dropped = pending.withLockedValue { pending in
+            pending = Array(unsent) + pending
+            let excess = max(0, pending.count - Self.maxPending)
+            pending.removeFirst(excess)
+            return excess
+        }
+        if dropped > 0 {
+            logger.error("dropped change notifications while the database is unreachable", metadata: ["count": "\(dropped)"])
         }
     }
 }

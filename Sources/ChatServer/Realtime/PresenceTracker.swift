@@ -40,27 +40,27 @@ final class PresenceTracker: Service {
     /// Counts a socket; returns once the database knows the user is online here.
     func socketOpened(userID: Int64, userName: String, roomID: Int64) async {
         let key = Key(userID: userID, roomID: roomID)
-        let first = counts.withLockedValue { counts in
-            counts[key, default: 0] += 1
-            return counts[key] == 1
-        }
-        guard first else { return }
         await withCheckedContinuation { continuation in
-            if case .terminated = queue(for: userID).yield(.opened(key, userName: userName, done: continuation)) {
-                continuation.resume()  // shutting down
+            // Counting and queueing under one lock keeps a quick close-and-reopen in order.
+            let queued = counts.withLockedValue { counts -> Bool in
+                counts[key, default: 0] += 1
+                guard counts[key] == 1 else { return false }
+                let result = queue(for: userID).yield(.opened(key, userName: userName, done: continuation))
+                if case .terminated = result { return false }  // shutting down
+                return true
             }
+            if !queued { continuation.resume() }
         }
     }
 
     func socketClosed(userID: Int64, userName: String, roomID: Int64) {
         let key = Key(userID: userID, roomID: roomID)
-        let last = counts.withLockedValue { counts in
+        counts.withLockedValue { counts in
             counts[key, default: 1] -= 1
-            guard counts[key]! <= 0 else { return false }
+            guard counts[key]! <= 0 else { return }
             counts[key] = nil
-            return true
+            queue(for: userID).yield(.closed(key, userName: userName))
         }
-        if last { queue(for: userID).yield(.closed(key, userName: userName)) }
     }
 
     private func queue(for userID: Int64) -> AsyncStream<Change>.Continuation {
@@ -68,26 +68,30 @@ final class PresenceTracker: Service {
     }
 
     func run() async throws {
+        // A restart with the same INSTANCE_ID: the previous process's sessions are stale.
+        try? await store.unregister()
         _ = try? await store.heartbeat()
-        await withTaskGroup(of: Void.self) { group in
+        await withTaskGroup(of: Void.self) { changes in
             for queue in queues {
-                group.addTask {
+                changes.addTask {
                     for await change in queue.stream { await self.apply(change) }
                 }
             }
-            group.addTask {
-                await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { beats in
+                beats.addTask {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: self.heartbeat)
+                        if Task.isCancelled { break }
                         await self.beat()
                     }
-                } onGracefulShutdown: {}
+                }
+                try? await gracefulShutdown()
+                beats.cancelAll()
             }
-            try? await gracefulShutdown()
-            // Sockets have closed by now (the HTTP server stops first); let their changes
-            // finish, then leave.
+            // Sockets have closed by now (the HTTP server stops first): let their changes
+            // finish (so `offline` and `last_seen` are written), then leave.
             for queue in queues { queue.continuation.finish() }
-            group.cancelAll()
+            await changes.waitForAll()
         }
         try? await store.unregister()
     }

@@ -103,7 +103,7 @@ final class RealtimeHub: Service {
     /// Adds a room socket. With `after`, first sends every message with a larger id (oldest
     /// first), holding live frames back until then; returns when the socket is live.
     func subscribe(_ session: SocketSession, roomID: Int64, after: Int64?) async throws {
-        try await register(session, roomID: roomID, cursor: after, holdBack: after != nil)
+        try await register(session, roomIDs: [roomID], cursor: after, holdBack: after != nil)
         // A removal that committed between the socket's admission and its registration was
         // announced before this subscription could hear it: check membership once more.
         do {
@@ -115,6 +115,7 @@ final class RealtimeHub: Service {
             session.requestClose(.init(code: 4404, reason: "Room not found"))
             return
         }
+        session.markSubscribed()
         guard var cursor = after else { return }
         while !session.isClosing {
             let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
@@ -127,9 +128,7 @@ final class RealtimeHub: Service {
         // Live from here: send what was held back, minus what the history already covered.
         state.withLockedValue { state in
             guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
-            subscription.cursor = cursor
-            for item in subscription.heldBack ?? [] { Self.deliver(item, to: &subscription) }
-            subscription.heldBack = nil
+            Self.goLive(&subscription, after: cursor)
             state.rooms[roomID]?.subscriptions[session.id] = subscription
         }
     }
@@ -138,9 +137,8 @@ final class RealtimeHub: Service {
     /// `room_created` when a room appears in their list.
     func subscribeUserStream(_ session: SocketSession) async throws {
         state.withLockedValue { $0.userStreams[session.user.id, default: [:]][session.id] = session }
-        for roomID in try await store.roomIDs(of: session.user.id) {
-            try await register(session, roomID: roomID, cursor: nil, holdBack: false)
-        }
+        try await register(session, roomIDs: try await store.roomIDs(of: session.user.id), cursor: nil, holdBack: false)
+        session.markSubscribed()
     }
 
     func unsubscribe(_ session: SocketSession) {
@@ -156,28 +154,63 @@ final class RealtimeHub: Service {
         }
     }
 
+    /// Removed users stop hearing the room: their room sockets close (4403), their user
+    /// streams unsubscribe from it.
+    private static func cutOff(_ userIDs: Set<Int64>, from roomID: Int64, in state: inout State) {
+        guard let room = state.rooms[roomID] else { return }
+        for subscription in room.subscriptions.values where userIDs.contains(subscription.session.user.id) {
+            if subscription.session.kind == .room(roomID) { subscription.session.requestClose(.removed) }
+            remove(subscription.session.id, from: roomID, in: &state)
+        }
+    }
+
     private static func remove(_ sessionID: Int, from roomID: Int64, in state: inout State) {
         guard state.rooms[roomID]?.subscriptions.removeValue(forKey: sessionID) != nil else { return }
         if state.rooms[roomID]?.subscriptions.isEmpty == true { state.rooms[roomID] = nil }
     }
 
-    /// Joins the session to the room's channel, creating the channel (its cursor read from
-    /// the room's head) if this instance has no other subscriber of the room. The head is
+    /// Joins the session to each room's channel, creating a channel (its cursor read from
+    /// the room's head) where this instance has no other subscriber of the room. The head is
     /// read before registering, so every message after it reaches the new subscription
     /// live, and every message up to it is visible to a catch-up that starts afterwards.
-    private func register(_ session: SocketSession, roomID: Int64, cursor: Int64?, holdBack: Bool) async throws {
-        let exists = state.withLockedValue { $0.rooms[roomID] != nil }
-        let head = exists ? 0 : try await store.lastMessageID(roomID: roomID)
-        state.withLockedValue { state in
-            // A socket that closed meanwhile has already unsubscribed: do not add it back.
-            guard !session.isClosing else { return }
-            if state.rooms[roomID] == nil {
-                state.rooms[roomID] = RoomChannel(generation: state.nextGeneration, cursor: head)
-                state.nextGeneration += 1
+    /// Returns the head each room's channel had when the session joined it.
+    @discardableResult
+    private func register(_ session: SocketSession, roomIDs: [Int64], cursor: Int64?, holdBack: Bool) async throws
+        -> [Int64: Int64]
+    {
+        var pending = roomIDs
+        var heads: [Int64: Int64] = [:]
+        var created: [Int64] = []
+        while !pending.isEmpty {
+            let missing = state.withLockedValue { state in pending.filter { state.rooms[$0] == nil } }
+            let read = missing.isEmpty ? [:] : try await store.lastMessageIDs(roomIDs: missing)
+            pending = state.withLockedValue { state in
+                // A socket that closed meanwhile has already unsubscribed: do not add it back.
+                guard !session.isClosing else { return [] }
+                var retry: [Int64] = []
+                for roomID in pending {
+                    if state.rooms[roomID] == nil {
+                        // The channel vanished after the check (its last subscriber left):
+                        // read the head again rather than start from a stale or zero cursor.
+                        guard let head = read[roomID] else {
+                            retry.append(roomID)
+                            continue
+                        }
+                        state.rooms[roomID] = RoomChannel(generation: state.nextGeneration, cursor: head)
+                        state.nextGeneration += 1
+                        created.append(roomID)
+                    }
+                    heads[roomID] = state.rooms[roomID]!.cursor
+                    state.rooms[roomID]!.subscriptions[session.id] = Subscription(
+                        session: session, cursor: cursor, heldBack: holdBack ? [] : nil)
+                }
+                return retry
             }
-            state.rooms[roomID]!.subscriptions[session.id] = Subscription(
-                session: session, cursor: cursor, heldBack: holdBack ? [] : nil)
         }
+        // A wake-up that arrived between reading a head and creating its channel found no
+        // channel: look once more instead of waiting for the poll.
+        for roomID in created { enqueue(nil, roomID: roomID) }
+        return heads
     }
 
     // MARK: Notices
@@ -254,16 +287,21 @@ final class RealtimeHub: Service {
                 return (room.cursor, needsFetch, room.notices)
             }
             guard let work else { return }
+            var applied = 0
             do {
                 if work.fetch { try await fetchMessages(roomID: roomID, generation: generation, after: work.cursor) }
-                for notice in work.notices { try await apply(notice, generation: generation) }
+                for notice in work.notices {
+                    try await apply(notice, generation: generation)
+                    applied += 1
+                }
             } catch {
                 logger.warning(
                     "room delivery failed, retrying", metadata: ["room_id": "\(roomID)", "error": "\(String(reflecting: error))"])
                 state.withLockedValue { state in
                     guard state.rooms[roomID]?.generation == generation else { return }
                     state.rooms[roomID]!.needsFetch = true
-                    state.rooms[roomID]!.notices.insert(contentsOf: work.notices, at: 0)
+                    // Only what was not applied yet: the rest reached its sockets already.
+                    state.rooms[roomID]!.notices.insert(contentsOf: work.notices.dropFirst(applied), at: 0)
                 }
                 try? await Task.sleep(for: .seconds(1))
             }
@@ -276,7 +314,15 @@ final class RealtimeHub: Service {
             let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
             guard let last = messages.last else { return }
             let frames = messages.map { Outgoing(frame: ServerFrame.message($0, files: files), messageID: $0.id) }
+            // Notices from different instances can arrive in any order, and can be lost: a
+            // removal may not have been heard yet. Whoever is no longer a participant gets
+            // nothing more and is cut off, before anything is sent.
+            let subscribers = state.withLockedValue { state in
+                Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
+            }
+            let removed = try await store.inactiveParticipants(roomID: roomID, among: Array(subscribers))
             let stillOpen: Bool = state.withLockedValue { state in
+                if !removed.isEmpty { Self.cutOff(removed, from: roomID, in: &state) }
                 guard var room = state.rooms[roomID], room.generation == generation else { return false }
                 for frame in frames {
                     for id in room.subscriptions.keys { Self.deliver(frame, to: &room.subscriptions[id]!) }
@@ -326,15 +372,7 @@ final class RealtimeHub: Service {
                     type: notice.kind == .joined ? "participant_joined" : "participant_left", roomId: roomID,
                     userId: userID, userName: notice.userName ?? ""))
             if notice.kind == .left {
-                // Cut the removed user off this room: their room sockets close, their user
-                // streams stop hearing about it.
-                state.withLockedValue { state in
-                    guard let room = state.rooms[roomID] else { return }
-                    for subscription in room.subscriptions.values where subscription.session.user.id == userID {
-                        if subscription.session.kind == .room(roomID) { subscription.session.requestClose(.removed) }
-                        Self.remove(subscription.session.id, from: roomID, in: &state)
-                    }
-                }
+                state.withLockedValue { Self.cutOff([userID], from: roomID, in: &$0) }
             }
             broadcast(frame, roomID: roomID, generation: generation) { $0.kind == .room(roomID) }
         case .typing, .status:
@@ -366,9 +404,18 @@ final class RealtimeHub: Service {
         }
     }
 
+    /// Ends a catch-up that sent everything up to `cursor`: the frames held back meanwhile
+    /// go out in order, minus messages the history already contained.
+    static func goLive(_ subscription: inout Subscription, after cursor: Int64) {
+        subscription.cursor = cursor
+        let heldBack = subscription.heldBack ?? []
+        subscription.heldBack = nil  // first: deliver() holds frames back while this is set
+        for item in heldBack { deliver(item, to: &subscription) }
+    }
+
     /// Sends a frame now, or holds it back while the subscription catches up. A message at
     /// or below the subscription's cursor was already sent and is skipped.
-    private static func deliver(_ item: Outgoing, to subscription: inout Subscription) {
+    static func deliver(_ item: Outgoing, to subscription: inout Subscription) {
         if subscription.heldBack != nil {
             subscription.heldBack!.append(item)
             if subscription.heldBack!.count > subscription.session.limits.frames {
@@ -397,8 +444,8 @@ final class RealtimeHub: Service {
                 let frame = ServerFrame.roomCreated(summary)
                 let sessions = state.withLockedValue { Array(($0.userStreams[user] ?? [:]).values) }
                 for session in sessions {
-                    try await register(session, roomID: roomID, cursor: nil, holdBack: false)
                     session.send(frame)
+                    try await register(session, roomIDs: [roomID], cursor: nil, holdBack: false)
                 }
             }
         } catch {

@@ -37,6 +37,8 @@ final class SocketSession: Sendable {
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var closeRequest: CloseRequest?
         var closeWaiter: CheckedContinuation<CloseRequest, Never>?
+        var subscribed = false
+        var subscribedWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     private static let ids = NIOLockedValueBox(0)
@@ -66,7 +68,7 @@ final class SocketSession: Sendable {
         enum Action { case none, resumeWriter(CheckedContinuation<String??, Never>), overflow }
         let action: Action = state.withLockedValue { state in
             guard state.closeRequest == nil else { return .none }
-            if state.queue.count >= limits.frames || state.queuedBytes + frame.utf8.count > limits.bytes {
+            if !state.queue.isEmpty && (state.queue.count >= limits.frames || state.queuedBytes + frame.utf8.count > limits.bytes) {
                 return .overflow
             }
             if let writer = state.writer {
@@ -108,7 +110,8 @@ final class SocketSession: Sendable {
     }
 
     private func isHalfEmpty(_ state: State, adding bytes: Int) -> Bool {
-        state.queue.count < limits.frames / 2 && state.queuedBytes + bytes <= limits.bytes / 2
+        // An empty queue takes any frame, however large, so a big one cannot stall catch-up.
+        state.queue.isEmpty || (state.queue.count < limits.frames / 2 && state.queuedBytes + bytes <= limits.bytes / 2)
     }
 
     /// The next frame to write; nil once the session is closing.
@@ -139,6 +142,28 @@ final class SocketSession: Sendable {
         }
     }
 
+    /// Marks the session as joined to its rooms (live frames reach it from now on).
+    func markSubscribed() {
+        let waiters = state.withLockedValue { state in
+            state.subscribed = true
+            defer { state.subscribedWaiters = [] }
+            return state.subscribedWaiters
+        }
+        waiters.forEach { $0.resume() }
+    }
+
+    /// Waits until `markSubscribed()` or a close request.
+    func subscribed() async {
+        await withCheckedContinuation { continuation in
+            let now: Bool = state.withLockedValue { state in
+                if state.subscribed || state.closeRequest != nil { return true }
+                state.subscribedWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
     /// Asks the socket's handler to close with `request`; the first request wins.
     func requestClose(_ request: CloseRequest) {
         let (writer, waiters, closeWaiter) = state.withLockedValue { state in
@@ -152,8 +177,9 @@ final class SocketSession: Sendable {
                 state.writer = nil
                 state.spaceWaiters = []
                 state.closeWaiter = nil
+                state.subscribedWaiters = []
             }
-            return (state.writer, state.spaceWaiters, state.closeWaiter)
+            return (state.writer, state.spaceWaiters + state.subscribedWaiters, state.closeWaiter)
         }
         if request == .tooSlow { Self.slowClients.increment() }
         writer?.resume(returning: .some(nil))

@@ -4,21 +4,38 @@ import Hummingbird
 import HummingbirdWebSocket
 import Logging
 import Metrics
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 
-/// The request context of WebSocket upgrades; it keeps the channel so that a socket whose
-/// client stopped reading can be cut off even when its close frame cannot be written.
+/// The request context of WebSocket upgrades. It keeps the channel, so that a socket whose
+/// client stopped reading can be cut off even when its close frame cannot be written, and
+/// the admission decided before the upgrade response.
 struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
     let webSocket: WebSocketHandlerReference<ChatWebSocketContext>
     let channel: any Channel
+    let admission = AdmissionSlot()
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.webSocket = .init()
         self.channel = source.channel
     }
+}
+
+/// Who may stay on a socket, decided before the 101 response and read by its handler.
+enum Admission: Sendable {
+    /// `after`: the room socket's starting point, the client's `last_message_id` or else the
+    /// room's newest message when the upgrade was answered.
+    case admitted(User, SocketSession.Kind, after: Int64?)
+    case rejected(code: Int, reason: String)
+}
+
+final class AdmissionSlot: Sendable {
+    private let value = NIOLockedValueBox<Admission?>(nil)
+    func set(_ admission: Admission) { value.withLockedValue { $0 = admission } }
+    var admission: Admission? { value.withLockedValue { $0 } }
 }
 
 /// `ws /chat/ws/{room_id}` (a room) and `ws /chat/ws` (the user's room list).
@@ -43,39 +60,44 @@ struct WebSocketController {
     }
 
     func addRoutes(to router: Router<ChatWebSocketContext>) {
-        router.ws("chat/ws/:room_id") { inbound, outbound, context in
-            await serve(inbound: inbound, outbound: outbound, context: context, room: true)
+        // Admission runs before the upgrade is answered: a room socket starts from the room's
+        // newest message at that moment, so a message the client sends right after the
+        // socket opened (over REST, say) cannot slip past it. Refusals still upgrade, then
+        // close with the code (browsers cannot read an HTTP error of a WebSocket request).
+        router.ws(
+            "chat/ws/:room_id",
+            shouldUpgrade: { request, context in
+                context.admission.set(await admit(request, context: context, room: true))
+                return .upgrade([:])
+            }
+        ) { inbound, outbound, context in
+            await serve(inbound: inbound, outbound: outbound, context: context)
         }
-        router.ws("chat/ws") { inbound, outbound, context in
-            await serve(inbound: inbound, outbound: outbound, context: context, room: false)
+        router.ws(
+            "chat/ws",
+            shouldUpgrade: { request, context in
+                context.admission.set(await admit(request, context: context, room: false))
+                return .upgrade([:])
+            }
+        ) { inbound, outbound, context in
+            await serve(inbound: inbound, outbound: outbound, context: context)
         }
     }
 
     private func serve(
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
-        context: WebSocketRouterContext<ChatWebSocketContext>, room: Bool
+        context: WebSocketRouterContext<ChatWebSocketContext>
     ) async {
-        let session: SocketSession
-        let catchUpAfter: Int64?
-        do {
-            let user = try await admit(context.request)
-            if room {
-                let (roomID, after) = try await admitToRoom(context, user: user)
-                session = SocketSession(user: user, kind: .room(roomID), limits: limits)
-                catchUpAfter = after
-            } else {
-                session = SocketSession(user: user, kind: .userStream, limits: limits)
-                catchUpAfter = nil
-            }
-        } catch let rejection as Rejection {
-            await close(outbound, context: context, code: rejection.code, reason: rejection.reason)
-            return
-        } catch {
+        switch context.requestContext.admission.admission {
+        case .admitted(let user, let kind, let after):
+            let session = SocketSession(user: user, kind: kind, limits: limits)
+            let request = await run(session, catchUpAfter: after, inbound: inbound, outbound: outbound)
+            await close(outbound, context: context, code: request.code, reason: request.reason)
+        case .rejected(let code, let reason):
+            await close(outbound, context: context, code: code, reason: reason)
+        case nil:
             await close(outbound, context: context, code: 1011, reason: "Server error, try again later")
-            return
         }
-        let request = await run(session, catchUpAfter: catchUpAfter, inbound: inbound, outbound: outbound)
-        await close(outbound, context: context, code: request.code, reason: request.reason)
     }
 
     private var limits: SocketSession.Limits {
@@ -84,7 +106,20 @@ struct WebSocketController {
 
     // MARK: Admission
 
-    private func admit(_ request: Request) async throws -> User {
+    private func admit(_ request: Request, context: ChatWebSocketContext, room: Bool) async -> Admission {
+        do {
+            let user = try await authenticate(request)
+            guard room else { return .admitted(user, .userStream, after: nil) }
+            let (roomID, after) = try await admitToRoom(request, context: context, user: user)
+            return .admitted(user, .room(roomID), after: after)
+        } catch let rejection as Rejection {
+            return .rejected(code: rejection.code, reason: rejection.reason)
+        } catch {
+            return .rejected(code: 1011, reason: "Server error, try again later")
+        }
+    }
+
+    private func authenticate(_ request: Request) async throws -> User {
         guard let token = request.uri.queryParameters.get("token") ?? AuthMiddleware.bearerToken(request) else {
             throw Rejection(code: 4401, reason: "Missing token")
         }
@@ -97,17 +132,17 @@ struct WebSocketController {
         }
     }
 
-    private func admitToRoom(_ context: WebSocketRouterContext<ChatWebSocketContext>, user: User) async throws
-        -> (roomID: Int64, after: Int64?)
+    private func admitToRoom(_ request: Request, context: ChatWebSocketContext, user: User) async throws
+        -> (roomID: Int64, after: Int64)
     {
-        var after: Int64?
-        if let text = context.request.uri.queryParameters.get("last_message_id") {
+        var requested: Int64?
+        if let text = request.uri.queryParameters.get("last_message_id") {
             guard let value = Int64(text), value >= 0 else {
                 throw Rejection(code: 4400, reason: "last_message_id must be a non-negative integer")
             }
-            after = value
+            requested = value
         }
-        guard let text = context.requestContext.parameters.get("room_id"), let roomID = Int64(text), roomID > 0 else {
+        guard let text = context.parameters.get("room_id"), let roomID = Int64(text), roomID > 0 else {
             throw Rejection(code: 4404, reason: "Room not found")
         }
         do {
@@ -117,7 +152,9 @@ struct WebSocketController {
         } catch ChatError.forbidden(let detail) {
             throw Rejection(code: 4403, reason: detail)
         }
-        return (roomID, after)
+        // Not past the newest message: a cursor from the future would skip what comes next.
+        let head = try await realtime.lastMessageID(roomID: roomID)
+        return (roomID, min(requested ?? head, head))
     }
 
     // MARK: Serving an admitted socket
@@ -130,9 +167,9 @@ struct WebSocketController {
         if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
         Self.openSockets.increment()
         defer { Self.openSockets.decrement() }
-        await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
         let typing = TypingState()
         let request = await withTaskGroup(of: Void.self) { group in
+
             group.addTask {
                 // Writer: drains the session's queue at the client's pace.
                 while let frame = await session.nextFrame() {
@@ -153,14 +190,22 @@ struct WebSocketController {
                 }
             }
             group.addTask {
+                // Presence is recorded alongside the subscription (a slow presence write never
+                // delays delivery), and client frames wait for both: once the server answers
+                // a frame, the socket is live and the user shows as online everywhere.
+                await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
+                await session.subscribed()
                 do {
                     var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
                     while let message = try await messages.next() {
                         await handle(message, from: session, typing: typing)
                         if session.isClosing { break }
                     }
-                } catch {}
-                session.requestClose(.normal)
+                    session.requestClose(.normal)
+                } catch {
+                    // A message over 1 MiB, or a frame that breaks the protocol.
+                    session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
+                }
             }
             let request = await session.closeRequested()
             group.cancelAll()
@@ -228,10 +273,6 @@ struct WebSocketController {
             switch frame.type {
             case "message":
                 try await sendMessage(frame, roomID: roomID, session: session)
-                if typing.isTyping {
-                    // Sending ends typing, as clients expect.
-                    typing.isTyping = false
-                }
             case "typing":
                 guard let isTyping = frame.isTyping else {
                     throw ChatError.invalid("is_typing (boolean) is required")
