@@ -38,13 +38,17 @@ public func buildApplication(
     let events = realtime.announceChanges ? EventSinks([notifier, events]) : EventSinks([events])
     let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
     try storage.prepare()
+    let auth = AuthMiddleware(
+        tokens: await TokenService(
+            secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds)),
+        users: UserStore(db: postgres, logger: logger))
     let router = try await buildRouter(
-        configuration: configuration, postgres: postgres, storage: storage, logger: logger, metrics: metrics,
-        events: events, presence: presenceStore)
+        configuration: configuration, postgres: postgres, storage: storage, auth: auth, logger: logger,
+        metrics: metrics, events: events, presence: presenceStore)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
-        auth: try await makeAuthMiddleware(configuration: configuration, postgres: postgres, logger: logger),
-        messages: MessageStore(db: postgres, events: events), realtime: RealtimeStore(db: postgres), hub: hub,
+        auth: auth, messages: MessageStore(db: postgres, events: events), rooms: RoomStore(db: postgres, events: events),
+        realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: realtime
     ).addRoutes(to: webSocketRouter)
@@ -84,11 +88,10 @@ public func buildApplication(
 }
 
 func buildRouter(
-    configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, logger: Logger,
-    metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore
+    configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
+    logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore
 ) async throws -> Router<ChatRequestContext> {
-    let users = UserStore(db: postgres, logger: logger)
-    let auth = try await makeAuthMiddleware(configuration: configuration, postgres: postgres, logger: logger)
+    let users = auth.users
     let tokens = auth.tokens
     let hasher = PasswordHasher(cost: configuration.bcryptCost)
     let files = FileURLs(publicBaseURL: configuration.publicBaseURL)
@@ -122,14 +125,6 @@ func buildRouter(
 
     registry.addMethodNotAllowedRoutes(to: router)
     return router
-}
-
-func makeAuthMiddleware(configuration: AppConfiguration, postgres: PostgresClient, logger: Logger) async throws
-    -> AuthMiddleware
-{
-    let tokens = await TokenService(
-        secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds))
-    return AuthMiddleware(tokens: tokens, users: UserStore(db: postgres, logger: logger))
 }
 
 /// Delivers each event to several sinks in turn.

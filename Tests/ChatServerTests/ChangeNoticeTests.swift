@@ -9,7 +9,7 @@ import Testing
             notices.append(
                 ChangeNotice(.typing, roomID: Int64(i), userID: 42, userName: String(repeating: "김", count: 50), flag: true))
         }
-        let payloads = ChangeNotice.encodeBatches(notices)
+        let payloads = ChangeNotice.batches(notices).map(\.payload)
         #expect(payloads.count > 1)
         for payload in payloads { #expect(payload.utf8.count < ChangeNotice.maxPayloadBytes) }
         let decoded = try payloads.flatMap(ChangeNotice.decodeBatch)
@@ -21,7 +21,7 @@ import Testing
             ChangeNotice(.message, roomID: 1), ChangeNotice(.message, roomID: 2), ChangeNotice(.message, roomID: 1),
             ChangeNotice(.deleted, roomID: 1, messageID: 9), ChangeNotice(.message, roomID: 1),
         ]
-        let decoded = try ChangeNotice.encodeBatches(notices).flatMap(ChangeNotice.decodeBatch)
+        let decoded = try ChangeNotice.batches(notices).map(\.payload).flatMap(ChangeNotice.decodeBatch)
         #expect(decoded.map(\.kind) == [.message, .message, .deleted])
         #expect(decoded.map(\.roomID) == [1, 2, 1])
     }
@@ -30,7 +30,7 @@ import Testing
         let at = Date(timeIntervalSince1970: 1_764_000_000.123456)
         let notice = ChangeNotice(
             .read, roomID: 3, messageID: 77, userID: 5, userName: "박주호", at: at, count: 2, receipts: true)
-        let decoded = try ChangeNotice.encodeBatches([notice]).flatMap(ChangeNotice.decodeBatch)
+        let decoded = try ChangeNotice.batches([notice]).map(\.payload).flatMap(ChangeNotice.decodeBatch)
         #expect(decoded.count == 1)
         #expect(abs(decoded[0].at!.timeIntervalSince(at)) < 0.000_001)
         #expect(decoded[0].userName == "박주호" && decoded[0].count == 2 && decoded[0].messageID == 77)

@@ -84,13 +84,9 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
 
     /// Packs notices into as few payloads as possible, each under `maxPayloadBytes`, in order.
     /// Repeated `message` wake-ups of one room within a payload are sent once. A notice that
-    /// alone is too large (a user name cannot make it so today) is dropped.
-    public static func encodeBatches(_ notices: [ChangeNotice]) -> [String] {
-        batches(notices).map(\.payload)
-    }
-
-    /// `encodeBatches`, with the index of the first notice after each payload (so a sender
-    /// that fails part-way knows which notices are still unsent).
+    /// alone is too large (a user name cannot make it so today) is dropped. `end` is the index
+    /// of the first notice after each payload, so a sender that fails part-way knows which
+    /// notices are still unsent.
     public static func batches(_ notices: [ChangeNotice]) -> [(payload: String, end: Int)] {
         let encoder = JSONEncoder()
         encoder.dateEncodingStrategy = .custom { date, encoder in
@@ -118,7 +114,7 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
         return batches
     }
 
-    /// Reads a payload written by `encodeBatches` or by the SQL triggers. Throws only when
+    /// Reads a payload written by `batches` or by the SQL triggers. Throws only when
     /// the payload is not a JSON array.
     public static func decodeBatch(_ payload: String) throws -> [ChangeNotice] {
         let decoder = JSONDecoder()

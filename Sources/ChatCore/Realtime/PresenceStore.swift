@@ -38,6 +38,11 @@ public struct PresenceStore: Sendable {
         Double(expiry.components.seconds) + Double(expiry.components.attoseconds) / 1e18
     }
 
+    /// The instance `i` still heartbeats: its sessions count.
+    private var liveInstance: PostgresQuery {
+        "i.heartbeat_at > now() - make_interval(secs => \(expirySeconds))"
+    }
+
     /// Registers this instance, or refreshes its heartbeat. Returns false when the row was
     /// missing (first call, or another instance reaped this one after a long stall); the
     /// caller then records its sessions again.
@@ -65,7 +70,7 @@ public struct PresenceStore: Sendable {
                 SELECT EXISTS (
                     SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                     WHERE s.user_id = \(userID) AND s.room_id = \(roomID) AND s.instance_id <> \(instanceID)
-                      AND i.heartbeat_at > now() - make_interval(secs => \(expirySeconds)))
+                      AND \(liveInstance))
                 """
             ).decode(Bool.self, column: 0)
             return !elsewhere
@@ -88,10 +93,10 @@ public struct PresenceStore: Sendable {
                 SELECT
                     EXISTS (SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                         WHERE s.user_id = \(userID) AND s.room_id = \(roomID)
-                          AND i.heartbeat_at > now() - make_interval(secs => \(expirySeconds))) AS in_room,
+                          AND \(liveInstance)) AS in_room,
                     EXISTS (SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                         WHERE s.user_id = \(userID)
-                          AND i.heartbeat_at > now() - make_interval(secs => \(expirySeconds))) AS anywhere
+                          AND \(liveInstance)) AS anywhere
                 """)
             if !(try row.decode(Bool.self, "anywhere")) {
                 try await connection.execute("UPDATE users SET last_seen_at = now() WHERE user_id = \(userID)")
@@ -138,7 +143,7 @@ public struct PresenceStore: Sendable {
                 WHERE g.room_id <> 0 AND NOT EXISTS (
                     SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                     WHERE s.user_id = g.user_id AND s.room_id = g.room_id
-                      AND i.heartbeat_at > now() - make_interval(secs => \(expirySeconds)))
+                      AND \(liveInstance))
                 """
             ).map {
                 WentOffline(
@@ -162,7 +167,7 @@ public struct PresenceStore: Sendable {
                 SELECT p.user_id, u.user_name,
                     EXISTS (SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                         WHERE s.user_id = p.user_id
-                          AND i.heartbeat_at > now() - make_interval(secs => \(expirySeconds))) AS is_online,
+                          AND \(liveInstance)) AS is_online,
                     u.last_seen_at, now() AS now
                 FROM room_participants p JOIN users u ON u.user_id = p.user_id
                 WHERE p.room_id = \(roomID) AND p.is_active

@@ -47,12 +47,6 @@ public struct RealtimeStore: Sendable {
         try await lastMessageIDs(roomIDs: [roomID])[roomID] ?? 0
     }
 
-    /// Checks that the room exists and is active (else `.notFound`) and that the user is an
-    /// active participant (else `.forbidden`).
-    public func requireParticipant(roomID: Int64, userID: Int64) async throws {
-        _ = try await db.withConnection { try await $0.roomAccess(roomID: roomID, userID: userID) }
-    }
-
     /// The active rooms the user is an active participant of.
     public func roomIDs(of userID: Int64) async throws -> [Int64] {
         try await db.query(

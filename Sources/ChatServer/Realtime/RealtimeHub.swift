@@ -106,13 +106,8 @@ final class RealtimeHub: Service {
         try await register(session, roomIDs: [roomID], cursor: after, holdBack: after != nil)
         // A removal that committed between the socket's admission and its registration was
         // announced before this subscription could hear it: check membership once more.
-        do {
-            try await store.requireParticipant(roomID: roomID, userID: session.user.id)
-        } catch ChatError.forbidden {
+        if !(try await store.inactiveParticipants(roomID: roomID, among: [session.user.id]).isEmpty) {
             session.requestClose(.removed)
-            return
-        } catch ChatError.notFound {
-            session.requestClose(.init(code: 4404, reason: "Room not found"))
             return
         }
         session.markSubscribed()

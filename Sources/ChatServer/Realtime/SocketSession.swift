@@ -30,10 +30,18 @@ final class SocketSession: Sendable {
         var bytes: Int
     }
 
+    /// Why a waiting writer resumes: a frame handed to it directly, the session closing,
+    /// or frames queued that it should take in order.
+    private enum WriterWakeUp {
+        case frame(String)
+        case closing
+        case queued
+    }
+
     private struct State {
         var queue = CircularBuffer<String>()
         var queuedBytes = 0
-        var writer: CheckedContinuation<String??, Never>?
+        var writer: CheckedContinuation<WriterWakeUp, Never>?
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var closeRequest: CloseRequest?
         var closeWaiter: CheckedContinuation<CloseRequest, Never>?
@@ -65,7 +73,7 @@ final class SocketSession: Sendable {
     /// Queues a frame. Past the bound the session asks to close with 4408 and drops it.
     @discardableResult
     func send(_ frame: String) -> Bool {
-        enum Action { case none, resumeWriter(CheckedContinuation<String??, Never>), overflow }
+        enum Action { case none, resumeWriter(CheckedContinuation<WriterWakeUp, Never>), overflow }
         let action: Action = state.withLockedValue { state in
             guard state.closeRequest == nil else { return .none }
             if !state.queue.isEmpty && (state.queue.count >= limits.frames || state.queuedBytes + frame.utf8.count > limits.bytes) {
@@ -82,7 +90,7 @@ final class SocketSession: Sendable {
         switch action {
         case .none: return true
         case .resumeWriter(let writer):
-            writer.resume(returning: .some(frame))
+            writer.resume(returning: .frame(frame))
             return true
         case .overflow:
             requestClose(.tooSlow)
@@ -128,17 +136,20 @@ final class SocketSession: Sendable {
             waiters.forEach { $0.resume() }
             if closing { return nil }
             if let frame { return frame }
-            let waited: String?? = await withCheckedContinuation { continuation in
-                let immediate: String??? = state.withLockedValue { state in
-                    if state.closeRequest != nil { return .some(.some(nil)) }
-                    if !state.queue.isEmpty { return .some(.none) }
+            let wakeUp: WriterWakeUp = await withCheckedContinuation { continuation in
+                let immediate: WriterWakeUp? = state.withLockedValue { state in
+                    if state.closeRequest != nil { return .closing }
+                    if !state.queue.isEmpty { return .queued }
                     state.writer = continuation
                     return nil
                 }
                 if let immediate { continuation.resume(returning: immediate) }
             }
-            // .none: frames arrived meanwhile, loop to take them in order.
-            if let waited { return waited }
+            switch wakeUp {
+            case .frame(let frame): return frame
+            case .closing: return nil
+            case .queued: continue  // frames arrived meanwhile: take them in order
+            }
         }
     }
 
@@ -168,7 +179,7 @@ final class SocketSession: Sendable {
     func requestClose(_ request: CloseRequest) {
         let (writer, waiters, closeWaiter) = state.withLockedValue { state in
             guard state.closeRequest == nil else {
-                return (CheckedContinuation<String??, Never>?.none, [CheckedContinuation<Void, Never>](), CheckedContinuation<CloseRequest, Never>?.none)
+                return (CheckedContinuation<WriterWakeUp, Never>?.none, [CheckedContinuation<Void, Never>](), CheckedContinuation<CloseRequest, Never>?.none)
             }
             state.closeRequest = request
             state.queue.removeAll()
@@ -182,7 +193,7 @@ final class SocketSession: Sendable {
             return (state.writer, state.spaceWaiters + state.subscribedWaiters, state.closeWaiter)
         }
         if request == .tooSlow { Self.slowClients.increment() }
-        writer?.resume(returning: .some(nil))
+        writer?.resume(returning: .closing)
         waiters.forEach { $0.resume() }
         closeWaiter?.resume(returning: request)
     }

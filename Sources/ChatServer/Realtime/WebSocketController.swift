@@ -45,6 +45,7 @@ final class AdmissionSlot: Sendable {
 struct WebSocketController {
     let auth: AuthMiddleware
     let messages: MessageStore
+    let rooms: RoomStore
     let realtime: RealtimeStore
     let hub: RealtimeHub
     let presence: PresenceTracker
@@ -135,18 +136,17 @@ struct WebSocketController {
     private func admitToRoom(_ request: Request, context: ChatWebSocketContext, user: User) async throws
         -> (roomID: Int64, after: Int64)
     {
-        var requested: Int64?
-        if let text = request.uri.queryParameters.get("last_message_id") {
-            guard let value = Int64(text), value >= 0 else {
-                throw Rejection(code: 4400, reason: "last_message_id must be a non-negative integer")
-            }
-            requested = value
+        let requested: Int64?
+        do {
+            requested = try request.queryID("last_message_id")
+        } catch let error as APIError {
+            throw Rejection(code: 4400, reason: error.detail)
         }
         guard let text = context.parameters.get("room_id"), let roomID = Int64(text), roomID > 0 else {
             throw Rejection(code: 4404, reason: "Room not found")
         }
         do {
-            try await realtime.requireParticipant(roomID: roomID, userID: user.id)
+            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
         } catch ChatError.notFound(let detail) {
             throw Rejection(code: 4404, reason: detail)
         } catch ChatError.forbidden(let detail) {
