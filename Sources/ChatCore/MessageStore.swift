@@ -55,10 +55,12 @@ public struct MessageStore: Sendable {
 
     let db: PostgresClient
     let events: any ChatEventSink
+    let writer: MessageWriter
 
-    public init(db: PostgresClient, events: any ChatEventSink) {
+    public init(db: PostgresClient, events: any ChatEventSink, writer: MessageWriter) {
         self.db = db
         self.events = events
+        self.writer = writer
     }
 
     public func messages(roomID: Int64, for userID: Int64, window: MessageWindow) async throws -> MessagePage {
@@ -98,54 +100,36 @@ public struct MessageStore: Sendable {
         }
     }
 
-    /// Validates and stores a message, then publishes it. The same path serves REST and
-    /// WebSocket sends. With a `client_message_id` already used by this sender in this
-    /// room, returns the earlier message instead (`created == false`).
-    public func send(roomID: Int64, senderID: Int64, draft: MessageDraft) async throws -> SendOutcome {
+    /// Checks a draft against the contract's rules, without touching the database.
+    public func validate(_ draft: MessageDraft, roomID: Int64, senderID: Int64) throws(ChatError) -> ValidatedMessage {
         let clientMessageID = try Validation.clientMessageID(draft.clientMessageID)
         let content: String?
         if draft.type.carriesFile {
             guard draft.file != nil else { throw ChatError.invalid("file is required for \(draft.type.rawValue) messages") }
             // The caption is optional for file messages.
-            content = try draft.content.flatMap { $0.isEmpty ? nil : try Validation.messageContent($0) }
+            content = try draft.content.flatMap { (text: String) throws(ChatError) -> String? in
+                text.isEmpty ? nil : try Validation.messageContent(text)
+            }
         } else {
             guard draft.file == nil else { throw ChatError.invalid("\(draft.type.rawValue) messages cannot carry a file") }
             content = try Validation.content(draft.content, for: draft.type)
         }
-        let outcome: SendOutcome = try await db.withTransaction { connection in
-            // Locking the room row serialises the room's senders, which makes the
-            // client_message_id check below race-free (the insert trigger takes the same lock).
-            _ = try await connection.roomAccess(roomID: roomID, userID: senderID, lock: .forUpdate)
-            if let clientMessageID,
-                let existing = try await connection.queryOptionalRow(
-                    """
-                    SELECT \(unescaped: SQLColumns.message) FROM messages m JOIN users u ON u.user_id = m.sender_id
-                    WHERE m.room_id = \(roomID) AND m.sender_id = \(senderID) AND m.client_message_id = \(clientMessageID)
-                    """)
-            {
-                return SendOutcome(message: try Message(row: existing), created: false)
-            }
-            if let replyTo = draft.replyToMessageID {
-                let found = try await connection.queryOptionalRow(
-                    "SELECT 1 FROM messages WHERE message_id = \(replyTo) AND room_id = \(roomID)")
-                guard found != nil else {
-                    throw ChatError.invalid("reply_to_message_id \(replyTo) is not a message of this room")
-                }
-            }
-            let row = try await connection.queryRow(
-                """
-                WITH m AS (
-                    INSERT INTO messages (room_id, sender_id, message_content, message_type, file_path, file_name,
-                        file_size, file_content_type, reply_to_message_id, client_message_id)
-                    VALUES (\(roomID), \(senderID), \(content), \(draft.type.rawValue), \(draft.file?.path),
-                        \(draft.file?.originalName), \(draft.file?.size), \(draft.file?.contentType),
-                        \(draft.replyToMessageID), \(clientMessageID))
-                    RETURNING *
-                )
-                SELECT \(unescaped: SQLColumns.message) FROM m JOIN users u ON u.user_id = m.sender_id
-                """)
-            return SendOutcome(message: try Message(row: row), created: true)
-        }
+        return ValidatedMessage(
+            roomID: roomID, senderID: senderID, content: content, type: draft.type,
+            replyToMessageID: draft.replyToMessageID, clientMessageID: clientMessageID, file: draft.file)
+    }
+
+    /// Validates and stores a message, then publishes it. The same path serves REST and
+    /// WebSocket sends. With a `client_message_id` already used by this sender in this
+    /// room, returns the earlier message instead (`created == false`).
+    public func send(roomID: Int64, senderID: Int64, draft: MessageDraft) async throws -> SendOutcome {
+        try await send(try validate(draft, roomID: roomID, senderID: senderID))
+    }
+
+    /// Stores a validated message (checking the room, the sender's membership and the reply
+    /// target in the same statement), then publishes it.
+    public func send(_ message: ValidatedMessage) async throws -> SendOutcome {
+        let outcome = try await writer.store(message).get()
         if outcome.created {
             await events.publish(.messageCreated(outcome.message))
         }

@@ -30,6 +30,38 @@ public struct AppConfiguration: Sendable {
     /// Messages deleted per retention transaction.
     public var retentionBatchSize: Int
     public var realtime = RealtimeSettings()
+    public var database = DatabaseSettings()
+
+    /// Limits on the server's database sessions and the send path's batching.
+    public struct DatabaseSettings: Sendable {
+        /// Longest wait for a row lock (a room's, say) before the statement fails and the
+        /// request answers 503 (`DB_LOCK_TIMEOUT_MS`, PostgreSQL's `lock_timeout`).
+        public var lockTimeoutMilliseconds = 2000
+        /// Longest any statement runs (`DB_STATEMENT_TIMEOUT_MS`, `statement_timeout`).
+        public var statementTimeoutMilliseconds = 30_000
+        /// A session that stays idle inside a transaction this long (a frozen or dead
+        /// instance) is ended by PostgreSQL, releasing its locks
+        /// (`DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`, `idle_in_transaction_session_timeout`).
+        public var idleInTransactionTimeoutMilliseconds = 5000
+        /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`).
+        public var sendLanes = 4
+        /// Most messages stored by one batch statement (`SEND_BATCH_MAX`).
+        public var sendBatchMax = 128
+        /// How long a token's user (name, active flag) is reused without a query
+        /// (`AUTH_CACHE_MS`); an operator's deactivation takes effect within it. 0: no cache.
+        public var authCacheMilliseconds = 1000
+
+        public init() {}
+
+        /// The settings every server session starts with.
+        var sessionSettings: [String: String] {
+            [
+                "lock_timeout": "\(lockTimeoutMilliseconds)ms",
+                "statement_timeout": "\(statementTimeoutMilliseconds)ms",
+                "idle_in_transaction_session_timeout": "\(idleInTransactionTimeoutMilliseconds)ms",
+            ]
+        }
+    }
 
     /// WebSocket and cross-instance delivery settings.
     public struct RealtimeSettings: Sendable {
@@ -151,6 +183,15 @@ public struct AppConfiguration: Sendable {
         realtime.catchUpBatch = try int("WS_CATCH_UP_BATCH", realtime.catchUpBatch, 1...1000)
         realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
         realtime.notifyBatchWindowMilliseconds = try int("NOTIFY_BATCH_WINDOW_MS", 0, 0...1000)
+        var database = DatabaseSettings()
+        database.lockTimeoutMilliseconds = try int("DB_LOCK_TIMEOUT_MS", database.lockTimeoutMilliseconds, 0...600_000)
+        database.statementTimeoutMilliseconds = try int(
+            "DB_STATEMENT_TIMEOUT_MS", database.statementTimeoutMilliseconds, 0...86_400_000)
+        database.idleInTransactionTimeoutMilliseconds = try int(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", database.idleInTransactionTimeoutMilliseconds, 0...86_400_000)
+        database.sendLanes = try int("SEND_BATCH_LANES", database.sendLanes, 1...64)
+        database.sendBatchMax = try int("SEND_BATCH_MAX", database.sendBatchMax, 1...1000)
+        database.authCacheMilliseconds = try int("AUTH_CACHE_MS", database.authCacheMilliseconds, 0...60_000)
         var configuration = AppConfiguration(
             databaseURL: databaseURL,
             host: value("HOST") ?? "0.0.0.0",
@@ -170,6 +211,7 @@ public struct AppConfiguration: Sendable {
             retentionIntervalSeconds: try int("RETENTION_INTERVAL_SECONDS", 3600, 0...604_800),
             retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
         configuration.realtime = realtime
+        configuration.database = database
         return configuration
     }
 }

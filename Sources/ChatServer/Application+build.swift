@@ -22,8 +22,15 @@ public func buildApplication(
             url: configuration.databaseURL, applicationName: "chat-server \(realtime.instanceID)",
             poolSize: configuration.databasePoolSize,
             poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000)),
-            // This server announces its own changes after commit (see sql/0004_realtime.sql).
-            sessionSettings: ["chat.announces_own_changes": "on"]),
+            // This server announces its own changes after commit (see sql/0004_realtime.sql),
+            // and no session waits on a lock, or holds one while idle, for long.
+            sessionSettings: configuration.database.sessionSettings.merging(["chat.announces_own_changes": "on"]) {
+                $1
+            }),
+        logger: logger)
+    let writer = MessageWriter(
+        db: postgres,
+        settings: .init(lanes: configuration.database.sendLanes, maxBatch: configuration.database.sendBatchMax),
         logger: logger)
     let notifier = ChangeNotifier(
         postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)
@@ -41,20 +48,22 @@ public func buildApplication(
     let auth = AuthMiddleware(
         tokens: await TokenService(
             secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds)),
-        users: UserStore(db: postgres, logger: logger))
+        users: UserStore(db: postgres, logger: logger),
+        cache: AuthenticatedUserCache(lifetime: .milliseconds(configuration.database.authCacheMilliseconds)))
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, auth: auth, logger: logger,
-        metrics: metrics, events: events, presence: presenceStore)
+        metrics: metrics, events: events, presence: presenceStore, writer: writer)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
-        auth: auth, messages: MessageStore(db: postgres, events: events), rooms: RoomStore(db: postgres, events: events),
+        auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: realtime
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
-    // leaves, the hub stops listening, the notifier flushes, and the pool closes last.
-    var services: [any Service] = [postgres, notifier, hub, presence]
+    // leaves, the hub stops listening, the writer stores what is queued, the notifier
+    // flushes, and the pool closes last.
+    var services: [any Service] = [postgres, notifier, writer, hub, presence]
     if configuration.retentionIntervalSeconds > 0 {
         services.append(
             RetentionService(
@@ -89,7 +98,8 @@ public func buildApplication(
 
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
-    logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore
+    logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore,
+    writer: MessageWriter
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
     let tokens = auth.tokens
@@ -114,7 +124,7 @@ func buildRouter(
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
     let rooms = RoomStore(db: postgres, events: events)
     RoomController(rooms: rooms).addRoutes(to: chat)
-    MessageController(messages: MessageStore(db: postgres, events: events), rooms: rooms, files: files, storage: storage)
+    MessageController(messages: MessageStore(db: postgres, events: events, writer: writer), rooms: rooms, files: files, storage: storage)
         .addRoutes(to: chat)
     SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
     SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)

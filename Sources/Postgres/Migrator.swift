@@ -49,6 +49,10 @@ public struct Migrator: Sendable {
     public func migrate(_ migrations: [Migration]) async throws -> [String] {
         // A dedicated session: the advisory lock is held by the session, not a transaction.
         let connection = try await client.openDedicatedConnection()
+        // A migration may rewrite a large table or wait for running transactions: the
+        // client's request timeouts do not apply to it.
+        try await connection.simpleQuery(
+            "SET statement_timeout = 0; SET lock_timeout = 0; SET idle_in_transaction_session_timeout = 0")
         try await connection.execute("SELECT pg_advisory_lock(\(Self.advisoryLockKey))")
         do {
             let applied = try await run(migrations, on: connection)

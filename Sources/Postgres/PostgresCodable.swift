@@ -171,7 +171,7 @@ extension Date: PostgresCodable {
 // MARK: - Arrays (bigint[], text[])
 
 /// A type whose arrays can be bound as parameters.
-public protocol PostgresArrayElement: PostgresEncodable {
+public protocol PostgresArrayElement: Sendable {
     static var arrayType: PostgresType { get }
     /// The element as it appears inside an array literal.
     var arrayElementText: String { get }
@@ -193,6 +193,13 @@ extension String: PostgresArrayElement {
         }
         return quoted + "\""
     }
+}
+
+/// An absent element is SQL NULL inside the array (`{1,NULL,3}`), for columns of a batch
+/// that are optional per row.
+extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
+    public static var arrayType: PostgresType { Wrapped.arrayType }
+    public var arrayElementText: String { self?.arrayElementText ?? "NULL" }
 }
 
 extension Array: PostgresEncodable where Element: PostgresArrayElement {

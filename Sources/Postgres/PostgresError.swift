@@ -67,18 +67,29 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, CustomDeb
         return parts.joined(separator: ", ") + ")"
     }
 
-    /// True when the database could not be reached or the connection broke: the request
-    /// may succeed later, and HTTP layers usually answer 503.
-    public var isUnavailable: Bool {
+    /// True when the database could not be reached or the connection broke (whether a
+    /// statement in flight took effect is then unknown).
+    public var isConnectionLoss: Bool {
         switch kind {
         case .connectionFailed, .connectionClosed, .poolTimeout, .poolClosed: return true
         case .server:
             // Class 08 (connection exception), 57P01-57P03 (admin shutdown, crash shutdown,
-            // cannot connect now), 53300 (too many connections).
+            // cannot connect now), 25P03 (idle-in-transaction timeout, which ends the session).
             guard let sqlState else { return false }
-            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "53300"].contains(sqlState)
+            return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03", "25P03"].contains(sqlState)
         case .decoding, .unexpectedRowCount: return false
         }
+    }
+
+    /// True when the statement failed because the database is unreachable or too busy right
+    /// now, not because of what it asked: the request may succeed later, and HTTP layers
+    /// usually answer 503. Besides connection loss: 53300 (too many connections), 55P03 (a
+    /// lock not granted within `lock_timeout`), 57014 (cancelled by `statement_timeout`) and
+    /// 40P01 (chosen as a deadlock victim).
+    public var isUnavailable: Bool {
+        if isConnectionLoss { return true }
+        guard kind == .server, let sqlState else { return false }
+        return ["53300", "55P03", "57014", "40P01"].contains(sqlState)
     }
 }
 

@@ -22,6 +22,29 @@ public struct RealtimeStore: Sendable {
         ).map(Message.init(row:))
     }
 
+    /// The messages of a room with id > `after`, oldest first, and those of `userIDs` who
+    /// are no longer active participants, read in one statement (one snapshot): a removal
+    /// that committed before any returned message is always among the inactive.
+    public func messages(roomID: Int64, after: Int64, limit: Int, inactiveAmong userIDs: [Int64]) async throws
+        -> (messages: [Message], inactive: Set<Int64>)
+    {
+        let rows = try await db.query(
+            """
+            SELECT \(unescaped: SQLColumns.message), gone.ids AS inactive_user_ids
+            FROM messages m JOIN users u ON u.user_id = m.sender_id
+            CROSS JOIN (
+                SELECT COALESCE(array_agg(s.id), '{}') AS ids FROM unnest(\(userIDs)) AS s (id)
+                WHERE NOT EXISTS (
+                    SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+                    WHERE p.room_id = \(roomID) AND p.user_id = s.id AND p.is_active AND r.is_active)
+            ) AS gone
+            WHERE m.room_id = \(roomID) AND m.message_id > \(after)
+            ORDER BY m.message_id LIMIT \(limit)
+            """)
+        guard let first = rows.first else { return ([], []) }
+        return (try rows.map(Message.init(row:)), Set(try first.decode([Int64].self, "inactive_user_ids")))
+    }
+
     public func message(id: Int64, roomID: Int64) async throws -> Message? {
         try await db.queryOptionalRow(
             """

@@ -9,6 +9,7 @@ struct AuthMiddleware: RouterMiddleware {
 
     let tokens: TokenService
     let users: UserStore
+    let cache: AuthenticatedUserCache
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response)
         async throws -> Response
@@ -28,7 +29,13 @@ struct AuthMiddleware: RouterMiddleware {
         } catch {
             throw APIError.unauthorized("Invalid or expired token")
         }
-        let user = try await users.userFromToken(id: claims.userID, claimedName: claims.name)
+        let user: User
+        if let cached = cache.user(id: claims.userID, claimedName: claims.name) {
+            user = cached
+        } else {
+            user = try await users.userFromToken(id: claims.userID, claimedName: claims.name)
+            cache.remember(user, claimedName: claims.name)
+        }
         guard user.isActive else { throw APIError(.forbidden, "User account is deactivated") }
         return user
     }

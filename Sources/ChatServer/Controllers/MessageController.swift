@@ -45,21 +45,31 @@ struct MessageController {
         routes.on("rooms/:room_id/messages", .post) { request, context in
             let user = try context.requireUser()
             let roomID = try context.pathID("room_id")
-            try await rooms.requireParticipant(roomID: roomID, userID: user.id)
             if let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/") {
+                // Checked before the upload streams to disk.
+                try await rooms.requireParticipant(roomID: roomID, userID: user.id)
                 let upload = try await MultipartUpload.receive(request, storage: storage)
                 return try await sendUpload(upload, roomID: roomID, senderID: user.id)
             }
-            let body = try await request.decodeJSON(SendMessageRequest.self, context: context)
-            let type = try Self.messageType(body.messageType)
-            guard !type.carriesFile else {
-                throw APIError.validation("\(type.rawValue) messages must be sent as multipart/form-data with a file")
+            // The send statement checks the room and the membership itself, so a valid send is
+            // one round trip. An invalid one looks at the room first: 404 and 403 win over 422.
+            let message: ValidatedMessage
+            do {
+                let body = try await request.decodeJSON(SendMessageRequest.self, context: context)
+                let type = try Self.messageType(body.messageType)
+                guard !type.carriesFile else {
+                    throw APIError.validation("\(type.rawValue) messages must be sent as multipart/form-data with a file")
+                }
+                message = try messages.validate(
+                    MessageDraft(
+                        content: body.messageContent, type: type, replyToMessageID: body.replyToMessageId,
+                        clientMessageID: body.clientMessageId),
+                    roomID: roomID, senderID: user.id)
+            } catch {
+                try await rooms.requireParticipant(roomID: roomID, userID: user.id)
+                throw error
             }
-            let outcome = try await messages.send(
-                roomID: roomID, senderID: user.id,
-                draft: MessageDraft(
-                    content: body.messageContent, type: type, replyToMessageID: body.replyToMessageId,
-                    clientMessageID: body.clientMessageId))
+            let outcome = try await messages.send(message)
             return EditedResponse(
                 status: outcome.created ? .created : .ok, response: MessageResponse(outcome.message, files: files))
         }

@@ -306,16 +306,17 @@ final class RealtimeHub: Service {
     private func fetchMessages(roomID: Int64, generation: Int, after cursor: Int64) async throws {
         var cursor = cursor
         while true {
-            let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
-            guard let last = messages.last else { return }
-            let frames = messages.map { Outgoing(frame: ServerFrame.message($0, files: files), messageID: $0.id) }
             // Notices from different instances can arrive in any order, and can be lost: a
             // removal may not have been heard yet. Whoever is no longer a participant gets
-            // nothing more and is cut off, before anything is sent.
+            // nothing more and is cut off, before anything is sent. One statement reads both,
+            // so the membership it sees is at least as new as the newest message it returns.
             let subscribers = state.withLockedValue { state in
                 Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
             }
-            let removed = try await store.inactiveParticipants(roomID: roomID, among: Array(subscribers))
+            let (messages, removed) = try await store.messages(
+                roomID: roomID, after: cursor, limit: settings.catchUpBatch, inactiveAmong: Array(subscribers))
+            guard let last = messages.last else { return }
+            let frames = messages.map { Outgoing(frame: ServerFrame.message($0, files: files), messageID: $0.id) }
             let stillOpen: Bool = state.withLockedValue { state in
                 if !removed.isEmpty { Self.cutOff(removed, from: roomID, in: &state) }
                 guard var room = state.rooms[roomID], room.generation == generation else { return false }

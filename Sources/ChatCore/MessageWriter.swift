@@ -1,0 +1,181 @@
+import Logging
+import NIOConcurrencyHelpers
+import Postgres
+import ServiceLifecycle
+
+/// A message that passed validation, ready to be stored.
+public struct ValidatedMessage: Sendable {
+    public var roomID: Int64
+    public var senderID: Int64
+    public var content: String?
+    public var type: MessageType
+    public var replyToMessageID: Int64?
+    public var clientMessageID: String?
+    public var file: StoredFile?
+}
+
+/// Stores messages with group commit: every send that queues while a batch is being written
+/// goes into the next batch, which is one call of `chat_send_messages` (`sql/0006_send_path.sql`):
+/// one round trip, one transaction and one WAL flush for all of them, with the room locks held
+/// only inside PostgreSQL. A lone send waits for nothing: an idle lane takes it at once.
+///
+/// Each send gets its own answer: the function reports a missing room, a non-member, a bad
+/// reply target or a repeated `client_message_id` per message instead of failing the batch.
+/// If the batch statement itself fails with a server error (a lock timeout, say), its sends
+/// are retried one by one, so only the send that cannot be stored fails. If the connection
+/// breaks, every send of the batch fails with that error (503): none was acknowledged.
+public final class MessageWriter: Service, Sendable {
+    public struct Settings: Sendable {
+        /// Batches written concurrently, each on its own pooled connection while it runs.
+        public var lanes: Int
+        /// Most sends in one batch.
+        public var maxBatch: Int
+
+        public init(lanes: Int = 4, maxBatch: Int = 128) {
+            self.lanes = lanes
+            self.maxBatch = maxBatch
+        }
+    }
+
+    private struct Pending: Sendable {
+        var message: ValidatedMessage
+        var continuation: CheckedContinuation<Result<SendOutcome, ChatError>, any Error>
+    }
+
+    private struct State {
+        var queue: [Pending] = []
+        var idleLanes: [CheckedContinuation<[Pending]?, Never>] = []
+        var stopped = false
+    }
+
+    private let db: PostgresClient
+    private let settings: Settings
+    private let logger: Logger
+    private let state = NIOLockedValueBox(State())
+
+    public init(db: PostgresClient, settings: Settings = Settings(), logger: Logger) {
+        self.db = db
+        self.settings = Settings(lanes: max(1, settings.lanes), maxBatch: max(1, settings.maxBatch))
+        self.logger = logger
+    }
+
+    /// Stores the message (or finds the earlier one with its `client_message_id`). Throws the
+    /// database's error when the batch could not be written; a rule the message breaks is the
+    /// `ChatError` of the result.
+    public func store(_ message: ValidatedMessage) async throws -> Result<SendOutcome, ChatError> {
+        try await withCheckedThrowingContinuation { continuation in
+            enum HandOff {
+                case refused, queued
+                case lane(CheckedContinuation<[Pending]?, Never>, [Pending])
+            }
+            let handOff = state.withLockedValue { state -> HandOff in
+                guard !state.stopped else { return .refused }
+                state.queue.append(Pending(message: message, continuation: continuation))
+                guard let lane = state.idleLanes.popLast() else { return .queued }
+                return .lane(lane, Self.takeBatch(from: &state, max: settings.maxBatch))
+            }
+            switch handOff {
+            case .refused:
+                continuation.resume(throwing: PostgresError(.poolClosed, message: "the message writer has stopped"))
+            case .queued:
+                break
+            case .lane(let lane, let batch):
+                lane.resume(returning: batch)
+            }
+        }
+    }
+
+    public func run() async throws {
+        await withGracefulShutdownHandler {
+            await withTaskCancellationHandler {
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<settings.lanes {
+                        group.addTask { await self.runLane() }
+                    }
+                }
+            } onCancel: {
+                self.stop()
+            }
+        } onGracefulShutdown: {
+            self.stop()
+        }
+    }
+
+    /// No new sends; lanes finish what is queued, then end.
+    private func stop() {
+        let idle = state.withLockedValue { state in
+            state.stopped = true
+            defer { state.idleLanes = [] }
+            return state.idleLanes
+        }
+        for lane in idle { lane.resume(returning: nil) }
+    }
+
+    private func runLane() async {
+        while let batch = await nextBatch() {
+            await write(batch)
+        }
+    }
+
+    /// The next batch to write, waiting while there is none; nil once stopped and drained.
+    private func nextBatch() async -> [Pending]? {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLockedValue { state -> [Pending]?? in
+                if !state.queue.isEmpty { return .some(Self.takeBatch(from: &state, max: settings.maxBatch)) }
+                if state.stopped { return .some(nil) }
+                state.idleLanes.append(continuation)
+                return .none
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
+    }
+
+    private static func takeBatch(from state: inout State, max: Int) -> [Pending] {
+        let count = min(max, state.queue.count)
+        defer { state.queue.removeFirst(count) }
+        return Array(state.queue.prefix(count))
+    }
+
+    private func write(_ batch: [Pending]) async {
+        do {
+            let results = try await insert(batch.map(\.message))
+            for (pending, result) in zip(batch, results) { pending.continuation.resume(returning: result) }
+        } catch let error as PostgresError where batch.count > 1 && error.kind == .server && !error.isConnectionLoss {
+            logger.notice(
+                "message batch failed; storing its messages one by one",
+                metadata: ["chat.batch_size": "\(batch.count)", "error": "\(String(reflecting: error))"])
+            for pending in batch { await write([pending]) }
+        } catch {
+            for pending in batch { pending.continuation.resume(throwing: error) }
+        }
+    }
+
+    /// One call of `chat_send_messages`: a result per message, in order.
+    private func insert(_ messages: [ValidatedMessage]) async throws -> [Result<SendOutcome, ChatError>] {
+        let rows = try await db.query(
+            """
+            SELECT * FROM chat_send_messages(
+                \(messages.map(\.roomID)), \(messages.map(\.senderID)), \(messages.map(\.content)),
+                \(messages.map(\.type.rawValue)), \(messages.map(\.file?.path)), \(messages.map(\.file?.originalName)),
+                \(messages.map(\.file?.size)), \(messages.map(\.file?.contentType)),
+                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)))
+            """)
+        guard rows.count == messages.count else {
+            throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
+        }
+        return try rows.enumerated().map { index, row in
+            let outcome = try row.decode(String.self, "outcome")
+            switch outcome {
+            case "created": return .success(SendOutcome(message: try Message(row: row), created: true))
+            case "existing": return .success(SendOutcome(message: try Message(row: row), created: false))
+            case "room_not_found": return .failure(.notFound("Room not found"))
+            case "not_participant": return .failure(.forbidden("You are not a participant of this room"))
+            case "bad_reply":
+                let replyTo = messages[index].replyToMessageID.map(String.init) ?? ""
+                return .failure(.invalid("reply_to_message_id \(replyTo) is not a message of this room"))
+            default:
+                throw PostgresError(.decoding, message: "unknown send outcome '\(outcome)'", column: "outcome")
+            }
+        }
+    }
+}
