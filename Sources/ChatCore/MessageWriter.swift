@@ -31,7 +31,7 @@ public final class MessageWriter: Service, Sendable {
         /// Most sends in one batch.
         public var maxBatch: Int
 
-        public init(lanes: Int = 4, maxBatch: Int = 128) {
+        public init(lanes: Int = 2, maxBatch: Int = 128) {
             self.lanes = lanes
             self.maxBatch = maxBatch
         }
@@ -163,19 +163,30 @@ public final class MessageWriter: Service, Sendable {
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
-        return try rows.enumerated().map { index, row in
-            let outcome = try row.decode(String.self, "outcome")
-            switch outcome {
-            case "created": return .success(SendOutcome(message: try Message(row: row), created: true))
-            case "existing": return .success(SendOutcome(message: try Message(row: row), created: false))
-            case "room_not_found": return .failure(.notFound("Room not found"))
-            case "not_participant": return .failure(.forbidden("You are not a participant of this room"))
-            case "bad_reply":
-                let replyTo = messages[index].replyToMessageID.map(String.init) ?? ""
-                return .failure(.invalid("reply_to_message_id \(replyTo) is not a message of this room"))
-            default:
-                throw PostgresError(.decoding, message: "unknown send outcome '\(outcome)'", column: "outcome")
+        // Rows come in the order the function processed them (by room); `ord` says whose each is.
+        var results = [Result<SendOutcome, ChatError>?](repeating: nil, count: messages.count)
+        for row in rows {
+            let index = try row.decode(Int.self, "ord") - 1
+            guard messages.indices.contains(index), results[index] == nil else {
+                throw PostgresError(.decoding, message: "chat_send_messages returned a bad ord \(index + 1)", column: "ord")
             }
+            results[index] = try Self.result(of: row, for: messages[index])
+        }
+        return results.map { $0! }
+    }
+
+    private static func result(of row: PostgresRow, for message: ValidatedMessage) throws -> Result<SendOutcome, ChatError> {
+        let outcome = try row.decode(String.self, "outcome")
+        switch outcome {
+        case "created": return .success(SendOutcome(message: try Message(row: row), created: true))
+        case "existing": return .success(SendOutcome(message: try Message(row: row), created: false))
+        case "room_not_found": return .failure(.notFound("Room not found"))
+        case "not_participant": return .failure(.forbidden("You are not a participant of this room"))
+        case "bad_reply":
+            let replyTo = message.replyToMessageID.map(String.init) ?? ""
+            return .failure(.invalid("reply_to_message_id \(replyTo) is not a message of this room"))
+        default:
+            throw PostgresError(.decoding, message: "unknown send outcome '\(outcome)'", column: "outcome")
         }
     }
 }

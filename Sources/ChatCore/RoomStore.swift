@@ -7,20 +7,27 @@ public struct NewRoom: Sendable {
     public var type: RoomType
     public var description: String?
     public var participantIDs: [Int64]
+    /// Group rooms only (ignored for direct rooms): at most this many active participants,
+    /// `RoomStore.participantLimits`; nil for the default.
+    public var maxParticipants: Int?
 
-    public init(name: String?, type: RoomType, description: String?, participantIDs: [Int64]) {
+    public init(name: String?, type: RoomType, description: String?, participantIDs: [Int64], maxParticipants: Int? = nil) {
         self.name = name
         self.type = type
         self.description = description
         self.participantIDs = participantIDs
+        self.maxParticipants = maxParticipants
     }
 }
 
 /// Rooms and their membership.
 public struct RoomStore: Sendable {
     public static let defaultMaxParticipants = 100
-    /// Upper bound on ids in one request body, checked before any other work.
-    public static let maxIDsPerRequest = 1000
+    /// What `max_participants` may be set to (the schema's CHECK says the same).
+    public static let participantLimits = 2...10_000
+    /// Upper bound on ids in one request body, checked before any other work (a room of the
+    /// largest size can be created in one request).
+    public static let maxIDsPerRequest = 10_000
 
     let db: PostgresClient
     let events: any ChatEventSink
@@ -66,8 +73,15 @@ public struct RoomStore: Sendable {
             }
         case .group:
             guard !others.isEmpty else { throw ChatError.invalid("A group room needs at least one other participant") }
-            guard others.count + 1 <= Self.defaultMaxParticipants else {
-                throw ChatError.invalid("A room can have at most \(Self.defaultMaxParticipants) participants")
+        }
+        let maxParticipants = new.type == .group ? new.maxParticipants ?? Self.defaultMaxParticipants : 2
+        if new.type == .group {
+            guard Self.participantLimits.contains(maxParticipants) else {
+                throw ChatError.invalid(
+                    "max_participants must be an integer in \(Self.participantLimits.lowerBound)...\(Self.participantLimits.upperBound)")
+            }
+            guard others.count + 1 <= maxParticipants else {
+                throw ChatError.invalid("A room can have at most \(maxParticipants) participants (max_participants)")
             }
         }
         var name = try new.name.map(Validation.roomName)
@@ -96,8 +110,8 @@ public struct RoomStore: Sendable {
             case .group:
                 roomID = try await connection.queryRow(
                     """
-                    INSERT INTO rooms (room_name, room_type, room_description, created_by)
-                    VALUES (\(name!), 'group', \(description), \(creator.id))
+                    INSERT INTO rooms (room_name, room_type, room_description, created_by, max_participants)
+                    VALUES (\(name!), 'group', \(description), \(creator.id), \(maxParticipants))
                     RETURNING room_id
                     """
                 ).decode(Int64.self, column: 0)

@@ -44,7 +44,7 @@ public struct AppConfiguration: Sendable {
         /// (`DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`, `idle_in_transaction_session_timeout`).
         public var idleInTransactionTimeoutMilliseconds = 5000
         /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`).
-        public var sendLanes = 4
+        public var sendLanes = 2
         /// Most messages stored by one batch statement (`SEND_BATCH_MAX`).
         public var sendBatchMax = 128
         /// How long a token's user (name, active flag) is reused without a query

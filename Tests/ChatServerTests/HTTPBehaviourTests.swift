@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import HTTPTypes
 
 @testable import ChatServer
 
@@ -105,6 +106,50 @@ import Testing
             #expect(
                 try await api.request(.get, "/chat/rooms/99999999999999999999/", token: user.token).status
                     == .unprocessableContent)
+        }
+    }
+
+    @Test func queryStringsAreFormEncoded() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            try await api.send(a, room, "hello+world and hello world")
+            // `+` is a space (Dart writes spaces so): three of them are a blank query.
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/search/?query=+++", token: a.token).status == .unprocessableContent)
+            let spaced = try await api.request(.get, "/chat/rooms/\(room)/search/?query=hello+world", token: a.token)
+            #expect(spaced.status == .ok)
+            #expect(spaced.int("total_count") == 1)
+            // %2B is a plus sign; percent-encoded UTF-8 is text; bytes that are not UTF-8 are 422.
+            let plus = try await api.request(.get, "/chat/rooms/\(room)/search/?query=hello%2Bworld", token: a.token)
+            #expect(plus.status == .ok)
+            let korean = try await api.request(
+                .get, "/chat/rooms/\(room)/search/?query=%EC%95%88%EB%85%95", token: a.token)
+            #expect(korean.status == .ok)
+            let bad = try await api.request(.get, "/chat/rooms/\(room)/search/?query=%FF%FE", token: a.token)
+            #expect(bad.status == .unprocessableContent)
+            #expect(bad.detail != nil)
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/messages/?size=+5", token: a.token).status == .unprocessableContent)
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/messages/?size=5", token: a.token).status == .ok)
+        }
+    }
+
+    @Test func bodiesThatAreNotUTF8Are422WhereverTheBadBytesSit() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(a, with: [b])
+            // The bad bytes sit in a field that the endpoint ignores.
+            let body = Array(#"{"message_content": "ok", "ignored": ""#.utf8) + [0xFF, 0xFE] + Array(#""}"#.utf8)
+            for (method, path) in [
+                (HTTPRequest.Method.post, "/chat/rooms/\(room)/messages/"), (.post, "/chat/rooms/\(room)/read/"),
+                (.put, "/chat/rooms/\(room)/settings/"),
+            ] {
+                let response = try await api.request(
+                    method, path, token: a.token, rawBytes: body, headers: [.contentType: "application/json"])
+                #expect(response.status == .unprocessableContent, "\(path): \(response.raw)")
+                #expect(response.detail != nil)
+            }
+            let stored = try await api.request(.get, "/chat/rooms/\(room)/messages/", token: a.token)
+            #expect(stored.int("total_count") == 0)
         }
     }
 }

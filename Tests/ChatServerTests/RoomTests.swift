@@ -191,4 +191,48 @@ import Testing
             #expect(try await api.request(.get, "/chat/rooms/\(room)/", token: b.token).status == .ok)
         }
     }
+
+    @Test func maxParticipantsIsSetAtCreation() async throws {
+        try await withApp { api in
+            let owner = try await api.makeUser()
+            var others: [TestUser] = []
+            for _ in 0..<150 { others.append(try await api.makeUser()) }
+            func create(_ extra: [String: Any], with members: [TestUser]) async throws -> JSONResponse {
+                var body: [String: Any] = ["room_type": "group", "room_name": "큰 방", "participant_ids": members.map(\.id)]
+                body.merge(extra) { $1 }
+                return try await api.request(.post, "/chat/rooms/", token: owner.token, json: body)
+            }
+            // Past the default of 100 only with a larger max_participants.
+            #expect(try await create([:], with: others).status == .unprocessableContent)
+            let big = try await create(["max_participants": 1000], with: others)
+            #expect(big.status == .created, "\(big.raw)")
+            #expect(big.int("participant_count") == 151)
+            let bigID = try #require(big.int("room_id"))
+            let detail = try await api.request(.get, "/chat/rooms/\(bigID)/", token: others[149].token)
+            #expect(detail.int("max_participants") == 1000)
+            let participants = try await api.request(.get, "/chat/rooms/\(bigID)/participants/", token: owner.token)
+            #expect(participants.int("total_count") == 151)
+
+            // Out of range, below the participants it names, or not an integer: 422.
+            for bad: Any in [1, 0, -5, 10_001, "100", 2.5] {
+                let response = try await create(["max_participants": bad], with: [others[0]])
+                #expect(response.status == .unprocessableContent, "\(bad): \(response.raw)")
+                #expect(response.detail != nil)
+            }
+            #expect(try await create(["max_participants": 2], with: Array(others.prefix(2))).status == .unprocessableContent)
+
+            // A small room is full at its limit.
+            let small = try await create(["max_participants": 3], with: Array(others.prefix(2)))
+            #expect(small.status == .created)
+            let smallID = try #require(small.int("room_id"))
+            let add = try await api.request(
+                .post, "/chat/rooms/\(smallID)/participants/", token: owner.token, json: ["user_ids": [others[2].id]])
+            #expect(add.status == .badRequest)
+            // Direct rooms ignore it.
+            let direct = try await api.request(
+                .post, "/chat/rooms/", token: owner.token,
+                json: ["room_type": "direct", "participant_ids": [others[3].id], "max_participants": 1])
+            #expect(direct.status == .created, "\(direct.raw)")
+        }
+    }
 }

@@ -69,7 +69,7 @@ struct TestAPI: Sendable {
     @discardableResult
     func request(
         _ method: HTTPRequest.Method, _ path: String, token: String? = nil, json: Any? = nil, rawBody: String? = nil,
-        headers extraHeaders: HTTPFields = [:]
+        rawBytes: [UInt8]? = nil, headers extraHeaders: HTTPFields = [:]
     ) async throws -> JSONResponse {
         var headers = extraHeaders
         if let token { headers[.authorization] = "Bearer \(token)" }
@@ -79,6 +79,8 @@ struct TestAPI: Sendable {
             body = ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: json, options: [.fragmentsAllowed]))
         } else if let rawBody {
             body = ByteBuffer(string: rawBody)
+        } else if let rawBytes {
+            body = ByteBuffer(bytes: rawBytes)
         }
         let response = try await client.execute(uri: path, method: method, headers: headers, body: body)
         let text = String(buffer: response.body)

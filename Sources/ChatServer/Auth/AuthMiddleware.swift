@@ -23,18 +23,18 @@ struct AuthMiddleware: RouterMiddleware {
     }
 
     func authenticate(token: String) async throws -> User {
-        let claims: (userID: Int64, name: String?)
-        do {
-            claims = try await tokens.verify(token)
-        } catch {
-            throw APIError.unauthorized("Invalid or expired token")
-        }
         let user: User
-        if let cached = cache.user(id: claims.userID, claimedName: claims.name) {
+        if let cached = cache.user(token: token) {
             user = cached
         } else {
+            let claims: (userID: Int64, name: String?, expiresAt: Date)
+            do {
+                claims = try await tokens.verify(token)
+            } catch {
+                throw APIError.unauthorized("Invalid or expired token")
+            }
             user = try await users.userFromToken(id: claims.userID, claimedName: claims.name)
-            cache.remember(user, claimedName: claims.name)
+            cache.remember(user, token: token, tokenExpiresIn: claims.expiresAt.timeIntervalSinceNow)
         }
         guard user.isActive else { throw APIError(.forbidden, "User account is deactivated") }
         return user

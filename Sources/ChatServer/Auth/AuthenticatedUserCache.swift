@@ -2,46 +2,54 @@ import ChatCore
 import NIOConcurrencyHelpers
 import NIOCore
 
-/// Remembers, for a short time, the user each token named, so that authenticating a request
-/// costs no database round trip. An entry is reused only for the same `name` claim (a changed
-/// claim renames the user, which needs the database). An operator's deactivation, made in the
-/// database, takes effect when the entry expires: within `lifetime`.
+/// Remembers, for a short time, which user each verified token names and what that user
+/// looks like, so that authenticating a request costs neither a signature check nor a
+/// database round trip. A token is remembered at most `lifetime` and never past its own
+/// expiry; a user at most `lifetime`, shared by all their tokens (so a rename through one
+/// token shows through every other). An operator's deactivation, made in the database,
+/// takes effect when the entry expires: within `lifetime`.
 final class AuthenticatedUserCache: Sendable {
-    private struct Entry {
-        var user: User
-        var claimedName: String?
-        var expires: NIODeadline
+    private struct State {
+        var tokens: [String: (userID: Int64, expires: NIODeadline)] = [:]
+        var users: [Int64: (user: User, expires: NIODeadline)] = [:]
     }
 
     private let lifetime: TimeAmount
-    private let entries = NIOLockedValueBox<[Int64: Entry]>([:])
+    private let state = NIOLockedValueBox(State())
     /// Past this many entries the expired ones are dropped (and, if none had expired, all).
     static let maxEntries = 100_000
 
     init(lifetime: Duration) {
-        self.lifetime = .nanoseconds(Int64(lifetime.components.seconds) * 1_000_000_000 + lifetime.components.attoseconds / 1_000_000_000)
+        let (seconds, attoseconds) = lifetime.components
+        self.lifetime = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
     }
 
     var isEnabled: Bool { lifetime > .zero }
 
-    func user(id: Int64, claimedName: String?) -> User? {
+    func user(token: String) -> User? {
         guard isEnabled else { return nil }
         let now = NIODeadline.now()
-        return entries.withLockedValue { entries in
-            guard let entry = entries[id], entry.expires > now, entry.claimedName == claimedName else { return nil }
-            return entry.user
+        return state.withLockedValue { state in
+            guard let entry = state.tokens[token], entry.expires > now,
+                let user = state.users[entry.userID], user.expires > now
+            else { return nil }
+            return user.user
         }
     }
 
-    func remember(_ user: User, claimedName: String?) {
-        guard isEnabled else { return }
+    /// `tokenExpiresIn`: seconds until the token's `exp`.
+    func remember(_ user: User, token: String, tokenExpiresIn: Double) {
+        guard isEnabled, tokenExpiresIn > 0 else { return }
         let now = NIODeadline.now()
-        entries.withLockedValue { entries in
-            if entries.count >= Self.maxEntries {
-                entries = entries.filter { $0.value.expires > now }
-                if entries.count >= Self.maxEntries { entries = [:] }
+        let tokenLifetime = TimeAmount.nanoseconds(Int64(min(tokenExpiresIn, 86_400 * 365) * 1_000_000_000))
+        state.withLockedValue { state in
+            if state.tokens.count >= Self.maxEntries || state.users.count >= Self.maxEntries {
+                state.tokens = state.tokens.filter { $0.value.expires > now }
+                state.users = state.users.filter { $0.value.expires > now }
+                if state.tokens.count >= Self.maxEntries || state.users.count >= Self.maxEntries { state = State() }
             }
-            entries[user.id] = Entry(user: user, claimedName: claimedName, expires: now + lifetime)
+            state.tokens[token] = (user.id, now + min(lifetime, tokenLifetime))
+            state.users[user.id] = (user, now + lifetime)
         }
     }
 }

@@ -52,8 +52,8 @@ struct TokenService: Sendable {
         case invalid
     }
 
-    /// The user id and display-name claim of a valid token.
-    func verify(_ token: String) async throws(Failure) -> (userID: Int64, name: String?) {
+    /// The user id, display-name claim and expiry of a valid token.
+    func verify(_ token: String) async throws(Failure) -> (userID: Int64, name: String?, expiresAt: Date) {
         // Only HS256: a token naming any other algorithm (including "none") is refused
         // before its signature is looked at.
         guard let header = token.split(separator: ".", omittingEmptySubsequences: false).first,
@@ -64,7 +64,7 @@ struct TokenService: Sendable {
         guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self),
             let userID = Int64(claims.sub), userID > 0
         else { throw .invalid }
-        return (userID, claims.name)
+        return (userID, claims.name, claims.exp.value)
     }
 
     func issue(userID: Int64, name: String, now: Date = Date()) async throws -> String {

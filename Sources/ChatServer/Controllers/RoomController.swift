@@ -10,6 +10,7 @@ struct RoomController {
         var roomType: String
         var roomDescription: String?
         var participantIds: [Int64]?
+        var maxParticipants: Int?
     }
 
     struct AddParticipantsRequest: Decodable {
@@ -32,7 +33,7 @@ struct RoomController {
             }
             let new = NewRoom(
                 name: body.roomName, type: type, description: body.roomDescription,
-                participantIDs: body.participantIds ?? [])
+                participantIDs: body.participantIds ?? [], maxParticipants: body.maxParticipants)
             let (summary, created) = try await rooms.create(new, by: user)
             return EditedResponse(status: created ? .created : .ok, response: RoomSummaryResponse(summary))
         }

@@ -52,7 +52,7 @@ struct SearchController {
     }
 
     static func parameters(_ request: Request) throws -> (SearchQuery, Int, Int) {
-        guard let text = request.uri.queryParameters.get("query") else {
+        guard let text = try request.queryParameter("query") else {
             throw APIError.validation("query is required")
         }
         let query = try SearchQuery(text)

@@ -48,8 +48,9 @@ public enum ChatJSON {
     /// `2025-09-02T11:03:17.123456Z`: UTC, microseconds (PostgreSQL's precision).
     public static func formatTimestamp(_ date: Date) -> String {
         // PostgreSQL's text form is `2025-09-02 11:03:17.123456+00` (always UTC here).
-        var text = PostgresTimestamp.format(date)
-        text.removeLast(3)
-        return text.replacingOccurrences(of: " ", with: "T") + "Z"
+        var utf8 = Array(PostgresTimestamp.format(date).utf8.dropLast(3))
+        if let space = utf8.firstIndex(of: UInt8(ascii: " ")) { utf8[space] = UInt8(ascii: "T") }
+        utf8.append(UInt8(ascii: "Z"))
+        return String(decoding: utf8, as: UTF8.self)
     }
 }

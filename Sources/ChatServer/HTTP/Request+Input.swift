@@ -16,6 +16,10 @@ extension Request {
             if allowEmpty { return nil }
             throw APIError.validation("Request body is required")
         }
+        // Invalid UTF-8 is refused wherever it sits, even in a field the endpoint ignores.
+        guard String(validating: buffer.readableBytesView, as: UTF8.self) != nil else {
+            throw APIError.validation("Request body is not valid UTF-8")
+        }
         do {
             return try context.requestDecoder.decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
@@ -38,9 +42,33 @@ extension Request {
         }
     }
 
+    /// A query parameter read as an HTML form would send it (API.md: query strings are
+    /// form-encoded): `+` is a space, `%2B` a plus sign. The first occurrence wins. A value
+    /// that is not valid UTF-8 once decoded is 422.
+    func queryParameter(_ name: String) throws -> String? {
+        guard let query = uri.query, !query.isEmpty else { return nil }
+        for pair in query.split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let key = Self.formDecoded(parts[0]) else {
+                throw APIError.validation("The query string is not valid UTF-8")
+            }
+            guard key == name else { continue }
+            guard let value = Self.formDecoded(parts.count > 1 ? parts[1] : "") else {
+                throw APIError.validation("\(name) is not valid UTF-8")
+            }
+            return value
+        }
+        return nil
+    }
+
+    /// `+` as space, then percent-decoding; nil for bad escapes or bytes that are not UTF-8.
+    static func formDecoded(_ text: Substring) -> String? {
+        text.replacingOccurrences(of: "+", with: " ").removingPercentEncoding
+    }
+
     /// An optional integer query parameter within `range`, else 422.
     func queryInt(_ name: String, default defaultValue: Int? = nil, in range: ClosedRange<Int>) throws -> Int? {
-        guard let text = uri.queryParameters.get(name) else { return defaultValue }
+        guard let text = try queryParameter(name) else { return defaultValue }
         guard let value = Int(text), range.contains(value) else {
             let bounds =
                 range.upperBound == Int.max
@@ -51,7 +79,7 @@ extension Request {
     }
 
     func queryID(_ name: String) throws -> Int64? {
-        guard let text = uri.queryParameters.get(name) else { return nil }
+        guard let text = try queryParameter(name) else { return nil }
         guard let value = Int64(text), value >= 0 else {
             throw APIError.validation("\(name) must be a non-negative integer")
         }

@@ -105,7 +105,7 @@ struct ParticipantListResponse: ResponseEncodable, Sendable {
     }
 }
 
-struct MessageResponse: ResponseEncodable, Sendable {
+struct MessageResponse: Encodable, Sendable {
     var messageId: Int64
     var roomId: Int64
     var senderId: Int64
@@ -144,10 +144,66 @@ struct MessageResponse: ResponseEncodable, Sendable {
     }
 }
 
-struct MessageListResponse: ResponseEncodable, Sendable {
+extension MessageResponse: JSONWritable {
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        if let clientMessageId {
+            json.key("client_message_id")
+            json.value(clientMessageId)
+        }
+        json.key("created_at")
+        json.value(createdAt)
+        json.key("edited_at")
+        json.value(editedAt)
+        json.key("file_name")
+        json.value(fileName)
+        json.key("file_size")
+        json.value(fileSize)
+        json.key("file_url")
+        json.value(fileUrl)
+        json.key("is_deleted")
+        json.value(isDeleted)
+        json.key("is_edited")
+        json.value(isEdited)
+        json.key("message_content")
+        json.value(messageContent)
+        json.key("message_id")
+        json.value(messageId)
+        json.key("message_type")
+        json.value(messageType.rawValue)
+        json.key("reply_to_message_id")
+        json.value(replyToMessageId)
+        json.key("room_id")
+        json.value(roomId)
+        json.key("sender_id")
+        json.value(senderId)
+        json.key("sender_name")
+        json.value(senderName)
+        json.key("updated_at")
+        json.value(updatedAt)
+        json.endObject()
+    }
+}
+
+struct MessageListResponse: Encodable, Sendable {
     var messages: [MessageResponse]
     var totalCount: Int
     var hasMore: Bool
+}
+
+extension MessageListResponse: JSONWritable {
+    func write(to json: inout JSONWriter) {
+        json.beginObject()
+        json.key("has_more")
+        json.value(hasMore)
+        json.key("messages")
+        json.beginArray()
+        for message in messages { message.write(to: &json) }
+        json.endArray()
+        json.key("total_count")
+        json.value(totalCount)
+        json.endObject()
+    }
 }
 
 struct ReadResponse: ResponseEncodable, Sendable {

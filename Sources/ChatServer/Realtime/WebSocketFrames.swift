@@ -22,7 +22,7 @@ enum ServerFrame {
     }
 
     static func message(_ message: Message, files: FileURLs) -> String {
-        encode(MessageFrame(message, files: files))
+        MessageFrame(message, files: files).jsonString
     }
 
     /// `message_updated` / `message_deleted`: the message object as REST returns it.
@@ -40,7 +40,7 @@ enum ServerFrame {
 
     static let pong = encode(["type": "pong"])
 
-    struct MessageFrame: Encodable {
+    struct MessageFrame: Encodable, JSONWritable {
         var type = "message"
         var messageId: Int64
         var roomId: Int64
@@ -72,6 +72,41 @@ enum ServerFrame {
             clientMessageId = message.clientMessageID
             isEdited = message.isEdited
             isDeleted = message.isDeleted
+        }
+
+        func write(to json: inout JSONWriter) {
+            json.beginObject()
+            json.key("client_message_id")
+            json.value(clientMessageId)
+            json.key("content")
+            json.value(content)
+            json.key("file_name")
+            json.value(fileName)
+            json.key("file_size")
+            json.value(fileSize)
+            json.key("file_url")
+            json.value(fileUrl)
+            json.key("is_deleted")
+            json.value(isDeleted)
+            json.key("is_edited")
+            json.value(isEdited)
+            json.key("message_id")
+            json.value(messageId)
+            json.key("message_type")
+            json.value(messageType.rawValue)
+            json.key("reply_to_message_id")
+            json.value(replyToMessageId)
+            json.key("room_id")
+            json.value(roomId)
+            json.key("sender_id")
+            json.value(senderId)
+            json.key("sender_name")
+            json.value(senderName)
+            json.key("timestamp")
+            json.value(timestamp)
+            json.key("type")
+            json.value(type)
+            json.endObject()
         }
     }
 
