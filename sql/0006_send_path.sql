@@ -29,7 +29,7 @@ CREATE TRIGGER messages_assign_id BEFORE INSERT ON messages
     EXECUTE FUNCTION messages_assign_id();
 
 -- Sends the i-th message of the arrays (all of equal length) for each i. Returns one row per
--- input, in input order: `ord` (its 1-based index), `outcome`, and the message (null unless
+-- input (in no particular order): `ord` (its 1-based index), `outcome`, and the message (null unless
 -- the outcome is 'created' or 'existing'). Outcomes:
 --   created          stored now
 --   existing         a repeat of (room, sender, client_message_id), stored before or earlier
@@ -56,6 +56,7 @@ DECLARE
     n integer := coalesce(array_length(p_room_ids, 1), 0);
     outcomes text[] := array_fill(NULL::text, ARRAY[n]);
     ids bigint[] := array_fill(NULL::bigint, ARRAY[n]);
+    names text[] := array_fill(NULL::text, ARRAY[n]);
     -- The messages to insert: input index and id.
     new_ords integer[] := '{}';
     new_ids bigint[] := '{}';
@@ -67,6 +68,7 @@ DECLARE
     current_room bigint;
     room_ok boolean := false;
     found_id bigint;
+    sender text;
 BEGIN
     FOR i IN SELECT s FROM generate_subscripts(p_room_ids, 1) AS s ORDER BY p_room_ids[s], s LOOP
         IF current_room IS DISTINCT FROM p_room_ids[i] THEN
@@ -79,12 +81,13 @@ BEGIN
             CONTINUE;
         END IF;
         -- After the room lock: a removal that committed meanwhile is seen.
-        PERFORM 1 FROM room_participants p JOIN users u ON u.user_id = p.user_id
+        SELECT u.user_name INTO sender FROM room_participants p JOIN users u ON u.user_id = p.user_id
         WHERE p.room_id = current_room AND p.user_id = p_sender_ids[i] AND p.is_active AND u.is_active;
         IF NOT FOUND THEN
             outcomes[i] := 'not_participant';
             CONTINUE;
         END IF;
+        names[i] := sender;
         IF p_client_message_ids[i] IS NOT NULL THEN
             found_id := NULL;
             -- Earlier in this batch (same room, so among the messages queued since its lock)...
@@ -126,28 +129,35 @@ BEGIN
         END IF;
     END LOOP;
 
-    IF array_length(new_ids, 1) > 0 THEN
-        INSERT INTO messages (message_id, room_id, sender_id, message_content, message_type, file_path, file_name,
-            file_size, file_content_type, reply_to_message_id, client_message_id)
-        SELECT q.id, p_room_ids[q.o], p_sender_ids[q.o], p_contents[q.o], p_types[q.o], p_file_paths[q.o],
-            p_file_names[q.o], p_file_sizes[q.o], p_file_content_types[q.o], p_reply_to_ids[q.o],
-            p_client_message_ids[q.o]
-        FROM unnest(new_ords, new_ids) AS q (o, id);
-        UPDATE rooms r SET last_message_at = GREATEST(r.last_message_at, now()), last_message_id = h.id
-        FROM unnest(head_rooms, head_ids) AS h (room, id)
-        WHERE r.room_id = h.room;
-    END IF;
+    UPDATE rooms r SET last_message_at = GREATEST(r.last_message_at, now()), last_message_id = h.id
+    FROM unnest(head_rooms, head_ids) AS h (room, id)
+    WHERE r.room_id = h.room;
 
+    -- One statement inserts the batch and returns every answer. A repeat found earlier in the
+    -- batch is among `inserted` (this statement's snapshot does not see those rows in the table).
     RETURN QUERY
-        SELECT o.ord::integer, o.outcome, m.message_id, m.room_id, m.sender_id, m.sender_name, m.message_content,
+        WITH inserted AS (
+            INSERT INTO messages (message_id, room_id, sender_id, message_content, message_type, file_path,
+                file_name, file_size, file_content_type, reply_to_message_id, client_message_id)
+            SELECT q.id, p_room_ids[q.o], p_sender_ids[q.o], p_contents[q.o], p_types[q.o], p_file_paths[q.o],
+                p_file_names[q.o], p_file_sizes[q.o], p_file_content_types[q.o], p_reply_to_ids[q.o],
+                p_client_message_ids[q.o]
+            FROM unnest(new_ords, new_ids) AS q (o, id)
+            RETURNING *
+        ),
+        answers AS (
+            SELECT a.ord::integer AS ord, a.outcome, a.id FROM unnest(outcomes, ids) WITH ORDINALITY AS a (outcome, id, ord)
+        ),
+        stored AS (
+            SELECT * FROM inserted
+            UNION ALL
+            SELECT x.* FROM messages x
+            WHERE x.message_id = ANY (SELECT a.id FROM answers a WHERE a.outcome = 'existing')
+        )
+        SELECT a.ord, a.outcome, m.message_id, m.room_id, m.sender_id, names[a.ord], m.message_content,
             m.message_type, m.file_path, m.file_name, m.file_size, m.reply_to_message_id, m.client_message_id,
             m.is_edited, m.is_deleted, m.edited_at, m.created_at, m.updated_at
-        FROM unnest(outcomes, ids) WITH ORDINALITY AS o (outcome, id, ord)
-        LEFT JOIN LATERAL (
-            SELECT x.*, u.user_name AS sender_name FROM messages x JOIN users u ON u.user_id = x.sender_id
-            WHERE x.message_id = o.id
-        ) AS m ON true
-        ORDER BY o.ord;
+        FROM answers a LEFT JOIN stored m ON m.message_id = a.id;
 END
 $$;
 

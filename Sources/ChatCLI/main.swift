@@ -5,6 +5,7 @@ import Logging
 import Metrics
 import Postgres
 import Prometheus
+import ServiceLifecycle
 
 @main
 struct ChatServerCommand: AsyncParsableCommand {
@@ -27,8 +28,18 @@ struct Serve: AsyncParsableCommand {
         let logger = makeLogger(configuration.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let app = try await buildApplication(configuration: configuration, logger: logger, metrics: registry)
-        try await app.runService()
+        let sockets = OpenSockets()
+        let app = try await buildApplication(
+            configuration: configuration, logger: logger, metrics: registry, sockets: sockets)
+        // The drain comes after the application, so SIGTERM reaches it first: WebSockets are
+        // closed with 1001 before the HTTP server stops. The whole shutdown is bounded: what
+        // is still running after twice the grace period is cancelled.
+        let grace = Duration.seconds(configuration.shutdownGraceSeconds)
+        var group = ServiceGroupConfiguration(
+            services: [.init(service: app), .init(service: WebSocketDrain(sockets: sockets, grace: grace, logger: logger))],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        group.maximumGracefulShutdownDuration = grace * 2 + .seconds(5)
+        try await ServiceGroup(configuration: group).run()
     }
 }
 

@@ -26,7 +26,8 @@ public struct ValidatedMessage: Sendable {
 /// breaks, every send of the batch fails with that error (503): none was acknowledged.
 public final class MessageWriter: Service, Sendable {
     public struct Settings: Sendable {
-        /// Batches written concurrently, each on its own pooled connection while it runs.
+        /// Batches written concurrently, each on its own pooled connection while it runs; a
+        /// room's sends always share a lane.
         public var lanes: Int
         /// Most sends in one batch.
         public var maxBatch: Int
@@ -42,45 +43,55 @@ public final class MessageWriter: Service, Sendable {
         var continuation: CheckedContinuation<Result<SendOutcome, ChatError>, any Error>
     }
 
-    private struct State {
+    /// Each lane has its own queue; a room's sends always go to the same lane (`room_id`
+    /// modulo the lane count). So two batches of this instance never hold the same room's
+    /// lock, and one never waits for the other's commit.
+    private struct Lane {
         var queue: [Pending] = []
-        var idleLanes: [CheckedContinuation<[Pending]?, Never>] = []
+        var idle: CheckedContinuation<[Pending]?, Never>?
+    }
+
+    private struct State {
+        var lanes: [Lane]
         var stopped = false
     }
 
     private let db: PostgresClient
     private let settings: Settings
     private let logger: Logger
-    private let state = NIOLockedValueBox(State())
+    private let state: NIOLockedValueBox<State>
 
     public init(db: PostgresClient, settings: Settings = Settings(), logger: Logger) {
         self.db = db
         self.settings = Settings(lanes: max(1, settings.lanes), maxBatch: max(1, settings.maxBatch))
         self.logger = logger
+        self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: self.settings.lanes)))
     }
 
     /// Stores the message (or finds the earlier one with its `client_message_id`). Throws the
     /// database's error when the batch could not be written; a rule the message breaks is the
     /// `ChatError` of the result.
     public func store(_ message: ValidatedMessage) async throws -> Result<SendOutcome, ChatError> {
-        try await withCheckedThrowingContinuation { continuation in
+        let lane = Int(UInt64(bitPattern: message.roomID) % UInt64(settings.lanes))
+        return try await withCheckedThrowingContinuation { continuation in
             enum HandOff {
                 case refused, queued
                 case lane(CheckedContinuation<[Pending]?, Never>, [Pending])
             }
             let handOff = state.withLockedValue { state -> HandOff in
                 guard !state.stopped else { return .refused }
-                state.queue.append(Pending(message: message, continuation: continuation))
-                guard let lane = state.idleLanes.popLast() else { return .queued }
-                return .lane(lane, Self.takeBatch(from: &state, max: settings.maxBatch))
+                state.lanes[lane].queue.append(Pending(message: message, continuation: continuation))
+                guard let idle = state.lanes[lane].idle else { return .queued }
+                state.lanes[lane].idle = nil
+                return .lane(idle, Self.takeBatch(from: &state.lanes[lane], max: settings.maxBatch))
             }
             switch handOff {
             case .refused:
                 continuation.resume(throwing: PostgresError(.poolClosed, message: "the message writer has stopped"))
             case .queued:
                 break
-            case .lane(let lane, let batch):
-                lane.resume(returning: batch)
+            case .lane(let idle, let batch):
+                idle.resume(returning: batch)
             }
         }
     }
@@ -89,8 +100,8 @@ public final class MessageWriter: Service, Sendable {
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withDiscardingTaskGroup { group in
-                    for _ in 0..<settings.lanes {
-                        group.addTask { await self.runLane() }
+                    for lane in 0..<settings.lanes {
+                        group.addTask { await self.runLane(lane) }
                     }
                 }
             } onCancel: {
@@ -105,35 +116,41 @@ public final class MessageWriter: Service, Sendable {
     private func stop() {
         let idle = state.withLockedValue { state in
             state.stopped = true
-            defer { state.idleLanes = [] }
-            return state.idleLanes
+            var idle: [CheckedContinuation<[Pending]?, Never>] = []
+            for index in state.lanes.indices {
+                if let waiting = state.lanes[index].idle { idle.append(waiting) }
+                state.lanes[index].idle = nil
+            }
+            return idle
         }
         for lane in idle { lane.resume(returning: nil) }
     }
 
-    private func runLane() async {
-        while let batch = await nextBatch() {
+    private func runLane(_ lane: Int) async {
+        while let batch = await nextBatch(lane: lane) {
             await write(batch)
         }
     }
 
-    /// The next batch to write, waiting while there is none; nil once stopped and drained.
-    private func nextBatch() async -> [Pending]? {
+    /// The lane's next batch, waiting while there is none; nil once stopped and drained.
+    private func nextBatch(lane: Int) async -> [Pending]? {
         await withCheckedContinuation { continuation in
             let ready = state.withLockedValue { state -> [Pending]?? in
-                if !state.queue.isEmpty { return .some(Self.takeBatch(from: &state, max: settings.maxBatch)) }
+                if !state.lanes[lane].queue.isEmpty {
+                    return .some(Self.takeBatch(from: &state.lanes[lane], max: settings.maxBatch))
+                }
                 if state.stopped { return .some(nil) }
-                state.idleLanes.append(continuation)
+                state.lanes[lane].idle = continuation
                 return .none
             }
             if let ready { continuation.resume(returning: ready) }
         }
     }
 
-    private static func takeBatch(from state: inout State, max: Int) -> [Pending] {
-        let count = min(max, state.queue.count)
-        defer { state.queue.removeFirst(count) }
-        return Array(state.queue.prefix(count))
+    private static func takeBatch(from lane: inout Lane, max: Int) -> [Pending] {
+        let count = min(max, lane.queue.count)
+        defer { lane.queue.removeFirst(count) }
+        return Array(lane.queue.prefix(count))
     }
 
     private func write(_ batch: [Pending]) async {

@@ -30,6 +30,9 @@ public struct AppConfiguration: Sendable {
     /// Messages deleted per retention transaction.
     public var retentionBatchSize: Int
     public var realtime = RealtimeSettings()
+    /// On SIGTERM: how long WebSocket clients get to take their 1001 close before their
+    /// connections are cut, and then in-flight requests to finish (`SHUTDOWN_GRACE_SECONDS`).
+    public var shutdownGraceSeconds = 10
     public var database = DatabaseSettings()
 
     /// Limits on the server's database sessions and the send path's batching.
@@ -212,6 +215,7 @@ public struct AppConfiguration: Sendable {
             retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
         configuration.realtime = realtime
         configuration.database = database
+        configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
         return configuration
     }
 }

@@ -13,7 +13,8 @@ public func buildApplication(
     configuration: AppConfiguration,
     logger: Logger,
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
-    events: any ChatEventSink = DiscardingEventSink()
+    events: any ChatEventSink = DiscardingEventSink(),
+    sockets: OpenSockets = OpenSockets()
 ) async throws -> some ApplicationProtocol {
     let realtime = configuration.realtime
     let postgres = PostgresClient(
@@ -58,7 +59,7 @@ public func buildApplication(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
-        settings: realtime
+        settings: realtime, sockets: sockets
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier

@@ -21,6 +21,8 @@ final class SocketSession: Sendable {
         var reason: String
 
         static let normal = CloseRequest(code: 1000, reason: "")
+        /// The instance is shutting down: reconnect (with a jittered delay) and resume.
+        static let goingAway = CloseRequest(code: 1001, reason: "Server is shutting down; reconnect")
         static let tooSlow = CloseRequest(code: 4408, reason: "Client too slow: outbound queue limit reached")
         static let removed = CloseRequest(code: 4403, reason: "You are no longer a participant of this room")
     }

@@ -52,6 +52,7 @@ struct WebSocketController {
     let notifier: ChangeNotifier
     let files: FileURLs
     let settings: AppConfiguration.RealtimeSettings
+    let sockets: OpenSockets
 
     static let openSockets = Meter(label: "chat_ws_open_sockets")
 
@@ -92,8 +93,10 @@ struct WebSocketController {
         switch context.requestContext.admission.admission {
         case .admitted(let user, let kind, let after):
             let session = SocketSession(user: user, kind: kind, limits: limits)
+            sockets.opened(session, channel: context.requestContext.channel)
             let request = await run(session, catchUpAfter: after, inbound: inbound, outbound: outbound)
             await close(outbound, context: context, code: request.code, reason: request.reason)
+            sockets.closed(session)
         case .rejected(let code, let reason):
             await close(outbound, context: context, code: code, reason: reason)
         case nil:
