@@ -37,9 +37,8 @@ CREATE TRIGGER messages_assign_id BEFORE INSERT ON messages
 --   room_not_found   no active room with that id
 --   not_participant  the sender is not an active participant (or not an active user)
 --   bad_reply        reply_to_message_id is not a message of that room
--- The checks and the ids happen per message in the loop; the rows are then inserted by one
--- INSERT (its executor starts once per batch: a stored generated column makes each start
--- cost about as much as the row itself), and each room's head is updated once.
+-- The checks and the ids happen per message in the loop; then each room's head is updated
+-- once, and one INSERT stores the rows (with their search documents) and returns the answers.
 CREATE FUNCTION chat_send_messages(
     p_room_ids bigint[], p_sender_ids bigint[], p_contents text[], p_types text[],
     p_file_paths text[], p_file_names text[], p_file_sizes bigint[], p_file_content_types text[],
@@ -138,10 +137,10 @@ BEGIN
     RETURN QUERY
         WITH inserted AS (
             INSERT INTO messages (message_id, room_id, sender_id, message_content, message_type, file_path,
-                file_name, file_size, file_content_type, reply_to_message_id, client_message_id)
+                file_name, file_size, file_content_type, reply_to_message_id, client_message_id, search_document)
             SELECT q.id, p_room_ids[q.o], p_sender_ids[q.o], p_contents[q.o], p_types[q.o], p_file_paths[q.o],
                 p_file_names[q.o], p_file_sizes[q.o], p_file_content_types[q.o], p_reply_to_ids[q.o],
-                p_client_message_ids[q.o]
+                p_client_message_ids[q.o], chat_search_document(p_contents[q.o])
             FROM unnest(new_ords, new_ids) AS q (o, id)
             RETURNING *
         ),
@@ -169,6 +168,29 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT array_to_tsvector(chat_search_words(content) ||
         CASE WHEN content ~ '[가-힣][가-힣]' THEN chat_hangul_bigrams(content) ELSE '{}'::text[] END)
 $$;
+
+-- The search document stops being a generated column: PostgreSQL prepares a stored generated
+-- column's expression again at the start of every INSERT or UPDATE statement (parsing the
+-- SQL function bodies it inlines), which cost as much as inserting the row. The send path now
+-- computes it in its own INSERT (a cached plan), and triggers keep it right for every other
+-- writer: an INSERT that leaves it NULL, and any change of message_content (edits, deletes,
+-- psql). Existing values stay as they are: the same function computed them.
+ALTER TABLE messages ALTER COLUMN search_document DROP EXPRESSION;
+
+CREATE FUNCTION messages_set_search_document() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    NEW.search_document := chat_search_document(NEW.message_content);
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER messages_search_document_on_insert BEFORE INSERT ON messages
+    FOR EACH ROW
+    WHEN (NEW.search_document IS NULL OR current_setting('chat.announces_own_changes', true) IS DISTINCT FROM 'on')
+    EXECUTE FUNCTION messages_set_search_document();
+CREATE TRIGGER messages_search_document_on_update BEFORE UPDATE OF message_content, search_document ON messages
+    FOR EACH ROW EXECUTE FUNCTION messages_set_search_document();
 
 -- client_message_id is optional: index only the rows that have one (a send without one
 -- then updates one index fewer). Same uniqueness: NULLs never conflicted.

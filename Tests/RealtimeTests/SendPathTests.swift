@@ -305,4 +305,50 @@ import Testing
             await client.close()
         }
     }
+
+    @Test func everyWriterGetsTheSameSearchDocument() async throws {
+        try await withCluster(1) { cluster in
+            let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let client = cluster.http(cluster.a)
+            let viaAPI = try await cluster.post("김철수가 보낸 Hello, World!", by: alice, room: room, via: client)
+            let edited = try await cluster.post("처음 내용", by: alice, room: room, via: client)
+            let response = try await client.request(
+                "PUT", "/chat/rooms/\(room)/messages/\(edited)/", token: alice.token,
+                json: ["message_content": "고친 내용 안녕하세요"])
+            #expect(response.status == 200)
+            try await cluster.database.execute(
+                """
+                INSERT INTO messages (room_id, sender_id, message_content, message_type)
+                VALUES (\(room), \(bob.id), '운영자가 넣은 메시지 psql', 'text')
+                """)
+            // A psql insert that names a document gets the right one anyway.
+            try await cluster.database.execute(
+                """
+                INSERT INTO messages (room_id, sender_id, message_content, message_type, search_document)
+                VALUES (\(room), \(bob.id), '틀린 문서', 'text', 'wrong'::tsvector)
+                """)
+            try await cluster.database.execute(
+                "UPDATE messages SET message_content = 'psql로 고침' WHERE message_id = \(viaAPI)")
+            let rows = try await cluster.database.query(
+                """
+                SELECT message_id, search_document = chat_search_document(message_content), search_document::text
+                FROM messages WHERE room_id = \(room) ORDER BY message_id
+                """)
+            #expect(rows.count == 4)
+            for row in rows {
+                let (id, same, document) = try row.decode((Int64, Bool, String).self)
+                #expect(same, "message \(id): \(document)")
+                #expect(!document.isEmpty)
+            }
+            // And search finds each through it.
+            for (query, expected) in [("고친", 1), ("운영자", 1), ("psql", 2), ("철수", 0), ("틀린", 1)] {
+                let found = try await client.request(
+                    "GET", "/chat/rooms/\(room)/search/?query=\(query.addingPercentEncoding(withAllowedCharacters: .alphanumerics)!)",
+                    token: alice.token)
+                #expect(try found.object().int("total_count") == Int64(expected), "\(query): \(found)")
+            }
+            await client.close()
+        }
+    }
 }
