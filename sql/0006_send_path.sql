@@ -42,7 +42,7 @@ CREATE TRIGGER messages_assign_id BEFORE INSERT ON messages
 CREATE FUNCTION chat_send_messages(
     p_room_ids bigint[], p_sender_ids bigint[], p_contents text[], p_types text[],
     p_file_paths text[], p_file_names text[], p_file_sizes bigint[], p_file_content_types text[],
-    p_reply_to_ids bigint[], p_client_message_ids text[])
+    p_reply_to_ids bigint[], p_client_message_ids text[], p_announce boolean)
 RETURNS TABLE (
     ord integer, outcome text,
     message_id bigint, room_id bigint, sender_id bigint, sender_name text, message_content text,
@@ -131,6 +131,15 @@ BEGIN
     UPDATE rooms r SET last_message_at = GREATEST(r.last_message_at, now()), last_message_id = h.id
     FROM unnest(head_rooms, head_ids) AS h (room, id)
     WHERE r.room_id = h.room;
+
+    -- One wake-up per batch for every instance ("these rooms have new messages", the notices
+    -- of sql/0004), delivered when the batch commits. A NOTIFY holds PostgreSQL's notify lock
+    -- through its transaction's WAL flush, but here one transaction carries a whole batch, and
+    -- the wake-up leaves at commit instead of a round trip later.
+    IF p_announce AND array_length(head_rooms, 1) > 0 THEN
+        PERFORM pg_notify('chat_events',
+            (SELECT json_agg(json_build_object('k', 'msg', 'r', h))::text FROM unnest(head_rooms) AS h));
+    END IF;
 
     -- One statement inserts the batch and returns every answer. A repeat found earlier in the
     -- batch is among `inserted` (this statement's snapshot does not see those rows in the table).

@@ -31,10 +31,14 @@ public final class MessageWriter: Service, Sendable {
         public var lanes: Int
         /// Most sends in one batch.
         public var maxBatch: Int
+        /// Whether each batch NOTIFYs every instance of its rooms' new messages (see
+        /// `sql/0006_send_path.sql`); off only to measure what the wake-ups cost.
+        public var announces: Bool
 
-        public init(lanes: Int = 2, maxBatch: Int = 128) {
+        public init(lanes: Int = 2, maxBatch: Int = 128, announces: Bool = true) {
             self.lanes = lanes
             self.maxBatch = maxBatch
+            self.announces = announces
         }
     }
 
@@ -63,7 +67,8 @@ public final class MessageWriter: Service, Sendable {
 
     public init(db: PostgresClient, settings: Settings = Settings(), logger: Logger) {
         self.db = db
-        self.settings = Settings(lanes: max(1, settings.lanes), maxBatch: max(1, settings.maxBatch))
+        self.settings = Settings(
+            lanes: max(1, settings.lanes), maxBatch: max(1, settings.maxBatch), announces: settings.announces)
         self.logger = logger
         self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: self.settings.lanes)))
     }
@@ -175,7 +180,7 @@ public final class MessageWriter: Service, Sendable {
                 \(messages.map(\.roomID)), \(messages.map(\.senderID)), \(messages.map(\.content)),
                 \(messages.map(\.type.rawValue)), \(messages.map(\.file?.path)), \(messages.map(\.file?.originalName)),
                 \(messages.map(\.file?.size)), \(messages.map(\.file?.contentType)),
-                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)))
+                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)), \(settings.announces))
             """)
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")

@@ -31,7 +31,9 @@ public func buildApplication(
         logger: logger)
     let writer = MessageWriter(
         db: postgres,
-        settings: .init(lanes: configuration.database.sendLanes, maxBatch: configuration.database.sendBatchMax),
+        settings: .init(
+            lanes: configuration.database.sendLanes, maxBatch: configuration.database.sendBatchMax,
+            announces: realtime.announceChanges),
         logger: logger)
     let notifier = ChangeNotifier(
         postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)

@@ -31,6 +31,8 @@ final class ChangeNotifier: ChatEventSink, Service {
     }
 
     func publish(_ event: ChatEvent) async {
+        // New messages are announced by the statement that stores them (MessageWriter).
+        if case .messageCreated = event { return }
         send(ChangeNotice(event))
     }
 
