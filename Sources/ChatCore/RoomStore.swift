@@ -103,10 +103,12 @@ public struct RoomStore: Sendable {
             switch new.type {
             case .direct:
                 let other = others[0]
+                let nameIsDefault = name == nil
                 name = name ?? names[other]
                 let (low, high) = (min(creator.id, other), max(creator.id, other))
                 (roomID, created) = try await connection.createDirectRoom(
-                    name: name!, description: description, creator: creator.id, low: low, high: high)
+                    name: name!, nameIsDefault: nameIsDefault, description: description, creator: creator.id,
+                    low: low, high: high)
             case .group:
                 roomID = try await connection.queryRow(
                     """
@@ -140,7 +142,13 @@ public struct RoomStore: Sendable {
     public func room(id roomID: Int64, for userID: Int64) async throws -> Room {
         try await db.withConnection { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
-            return try Room(row: try await connection.queryRow("SELECT \(unescaped: SQLColumns.room) FROM rooms r WHERE r.room_id = \(roomID)"))
+            return try Room(
+                row: try await connection.queryRow(
+                    """
+                    SELECT \(unescaped: SQLColumns.room) FROM rooms r
+                    JOIN room_participants p ON p.room_id = r.room_id AND p.user_id = \(userID)
+                    WHERE r.room_id = \(roomID)
+                    """))
         }
     }
 
@@ -223,14 +231,15 @@ func uniqued(_ ids: [Int64]) -> [Int64] {
 extension PostgresConnection {
     /// Inserts the direct room of a pair, or finds the active one that exists. The partial
     /// unique index makes concurrent creates for the same pair wait for each other.
-    func createDirectRoom(name: String, description: String?, creator: Int64, low: Int64, high: Int64)
-        async throws -> (roomID: Int64, created: Bool)
-    {
+    func createDirectRoom(
+        name: String, nameIsDefault: Bool, description: String?, creator: Int64, low: Int64, high: Int64
+    ) async throws -> (roomID: Int64, created: Bool) {
         for _ in 0..<5 {
             if let row = try await queryOptionalRow(
                 """
-                INSERT INTO rooms (room_name, room_type, room_description, created_by, direct_user_low, direct_user_high)
-                VALUES (\(name), 'direct', \(description), \(creator), \(low), \(high))
+                INSERT INTO rooms (room_name, name_is_default, room_type, room_description, created_by,
+                    direct_user_low, direct_user_high)
+                VALUES (\(name), \(nameIsDefault), 'direct', \(description), \(creator), \(low), \(high))
                 ON CONFLICT (direct_user_low, direct_user_high) WHERE room_type = 'direct' AND is_active DO NOTHING
                 RETURNING room_id
                 """)

@@ -5,8 +5,15 @@ import Postgres
 // selecting `\(unescaped: SQLColumns.message)` always decodes with `Message(row:)`.
 
 enum SQLColumns {
+    /// Room columns as the participant row aliased `p` sees them: a direct room created
+    /// without a name is named after the other participant (`sql/0007_direct_room_names.sql`).
     static let room = """
-        r.room_id, r.room_name, r.room_type, r.room_description, r.max_participants, r.created_by,
+        r.room_id,
+        CASE WHEN r.name_is_default THEN COALESCE(
+            (SELECT o.user_name FROM users o
+             WHERE o.user_id = CASE WHEN p.user_id = r.direct_user_low THEN r.direct_user_high ELSE r.direct_user_low END),
+            r.room_name) ELSE r.room_name END AS room_name,
+        r.room_type, r.room_description, r.max_participants, r.created_by,
         r.is_active, r.created_at, r.updated_at
         """
 

@@ -134,4 +134,41 @@ import Testing
             #expect(try await api.request(.get, "/auth/me", token: numeric)["user_name"] as? String == "김철수2")
         }
     }
+
+    @Test func notBeforeAndCriticalHeadersAreHonoured() async throws {
+        try await withApp { api in
+            let keys = JWTKeyCollection()
+            await keys.add(hmac: HMACKey(from: TestAPI.secret), digestAlgorithm: .sha256)
+            let id = Int64.random(in: 1_000_000_000...4_000_000_000_000)
+            func claims(notBefore: TimeInterval?) -> AccessTokenClaims {
+                var claims = AccessTokenClaims(
+                    sub: String(id), name: nil, exp: ExpirationClaim(value: Date().addingTimeInterval(600)), iat: nil)
+                claims.nbf = notBefore.map { NotBeforeClaim(value: Date().addingTimeInterval($0)) }
+                return claims
+            }
+            let future = try await keys.sign(claims(notBefore: 300))
+            let past = try await keys.sign(claims(notBefore: -300))
+            let critical = try await keys.sign(claims(notBefore: nil), header: ["crit": ["exp"], "exp": "x"])
+            #expect(try await api.request(.get, "/auth/me", token: future).status == .unauthorized)
+            #expect(try await api.request(.get, "/auth/me", token: critical).status == .unauthorized)
+            #expect(try await api.request(.get, "/auth/me", token: past).status == .ok)
+        }
+    }
+
+    @Test func issuedTokensCarryIntegerTimes() async throws {
+        try await withApp { api in
+            let name = "정수-\(UInt32.random(in: 0...UInt32.max))"
+            #expect(try await api.request(.post, "/auth/register", json: ["user_name": name, "password": "correct horse"]).status == .created)
+            let login = try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "correct horse"])
+            let token = try #require(login["access_token"] as? String)
+            var payload = String(token.split(separator: ".")[1]).replacingOccurrences(of: "-", with: "+")
+                .replacingOccurrences(of: "_", with: "/")
+            while payload.count % 4 != 0 { payload += "=" }
+            let text = String(decoding: try #require(Data(base64Encoded: payload)), as: UTF8.self)
+            // Dart's `exp as int` must work: the numbers are written without a fraction.
+            for key in ["exp", "iat"] {
+                #expect(text.range(of: #""\#(key)":\d+[,}]"#, options: .regularExpression) != nil, "\(key) in \(text)")
+            }
+        }
+    }
 }

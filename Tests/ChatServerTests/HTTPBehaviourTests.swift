@@ -152,4 +152,20 @@ import HTTPTypes
             #expect(stored.int("total_count") == 0)
         }
     }
+
+    @Test func headAndTraceAre405AndTypeErrorsReadAsJSON() async throws {
+        try await withApp { api in
+            let user = try await api.makeUser()
+            for method in [HTTPRequest.Method.head, .trace] {
+                let response = try await api.request(method, "/chat/rooms/", token: user.token)
+                #expect(response.status == .methodNotAllowed, "\(method)")
+                #expect(response.headers[.allow] != nil)
+            }
+            // A body of the wrong JSON type is described in JSON's words, not Swift's.
+            let array = try await api.request(.post, "/chat/rooms/", token: user.token, json: [1, 2])
+            #expect(array.status == .unprocessableContent)
+            #expect(array.detail?.contains("Dictionary") == false, "\(array.raw)")
+            #expect(array.detail?.contains("object") == true, "\(array.raw)")
+        }
+    }
 }

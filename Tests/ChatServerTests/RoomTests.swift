@@ -235,4 +235,31 @@ import Testing
             #expect(direct.status == .created, "\(direct.raw)")
         }
     }
+
+    @Test func anUnnamedDirectRoomShowsEachParticipantTheOther() async throws {
+        try await withApp { api in
+            let a = try await api.makeUser("박주호")
+            let b = try await api.makeUser("김철수")
+            let room = try await api.makeDirect(a, b)
+            for (viewer, expected) in [(a, "김철수"), (b, "박주호")] {
+                let list = try await api.request(.get, "/chat/rooms/", token: viewer.token)
+                let entry = list.list("rooms").first { ($0["room_id"] as? NSNumber)?.int64Value == room }
+                #expect(entry?["room_name"] as? String == expected)
+                let detail = try await api.request(.get, "/chat/rooms/\(room)/", token: viewer.token)
+                #expect(detail["room_name"] as? String == expected)
+            }
+            // A renamed user shows under the new name; a direct room given a name keeps it for both.
+            let renamed = try await TestAPI.token(sub: String(b.id), name: "김철수2")
+            #expect(try await api.request(.get, "/auth/me", token: renamed).status == .ok)
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/", token: a.token)["room_name"] as? String == "김철수2")
+            let c = try await api.makeUser("이영희")
+            let named = try await api.request(
+                .post, "/chat/rooms/", token: a.token,
+                json: ["room_type": "direct", "room_name": "우리 방", "participant_ids": [c.id]])
+            let namedID = try #require(named.int("room_id"))
+            for viewer in [a, c] {
+                #expect(try await api.request(.get, "/chat/rooms/\(namedID)/", token: viewer.token)["room_name"] as? String == "우리 방")
+            }
+        }
+    }
 }

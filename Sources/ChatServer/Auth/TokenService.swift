@@ -8,6 +8,8 @@ struct AccessTokenClaims: JWTPayload {
     var name: String?
     var exp: ExpirationClaim
     var iat: IssuedAtClaim?
+    /// Not before: a token whose `nbf` is still in the future is refused.
+    var nbf: NotBeforeClaim?
 
     init(sub: String, name: String?, exp: ExpirationClaim, iat: IssuedAtClaim?) {
         self.sub = sub
@@ -17,7 +19,7 @@ struct AccessTokenClaims: JWTPayload {
     }
 
     enum CodingKeys: String, CodingKey {
-        case sub, name, exp, iat
+        case sub, name, exp, iat, nbf
     }
 
     init(from decoder: any Decoder) throws {
@@ -30,10 +32,21 @@ struct AccessTokenClaims: JWTPayload {
         name = try? container.decodeIfPresent(String.self, forKey: .name)
         exp = try container.decode(ExpirationClaim.self, forKey: .exp)
         iat = try? container.decodeIfPresent(IssuedAtClaim.self, forKey: .iat)
+        nbf = try container.decodeIfPresent(NotBeforeClaim.self, forKey: .nbf)
+    }
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(sub, forKey: .sub)
+        try container.encodeIfPresent(name, forKey: .name)
+        try container.encode(exp, forKey: .exp)
+        try container.encodeIfPresent(iat, forKey: .iat)
+        try container.encodeIfPresent(nbf, forKey: .nbf)
     }
 
     func verify(using algorithm: some JWTAlgorithm) async throws {
         try exp.verifyNotExpired()
+        try nbf?.verifyNotBefore()
     }
 }
 
@@ -55,11 +68,12 @@ struct TokenService: Sendable {
     /// The user id, display-name claim and expiry of a valid token.
     func verify(_ token: String) async throws(Failure) -> (userID: Int64, name: String?, expiresAt: Date) {
         // Only HS256: a token naming any other algorithm (including "none") is refused
-        // before its signature is looked at.
+        // before its signature is looked at. So is one with critical header extensions
+        // (`crit`): this server implements none, and RFC 7515 says to reject them.
         guard let header = token.split(separator: ".", omittingEmptySubsequences: false).first,
             let headerData = Data(base64URLEncoded: String(header)),
             let fields = try? JSONDecoder().decode([String: JSONScalar].self, from: headerData),
-            fields["alg"] == .string("HS256")
+            fields["alg"] == .string("HS256"), fields["crit"] == nil
         else { throw .invalid }
         guard let claims = try? await keys.verify(token, as: AccessTokenClaims.self),
             let userID = Int64(claims.sub), userID > 0
@@ -67,11 +81,14 @@ struct TokenService: Sendable {
         return (userID, claims.name, claims.exp.value)
     }
 
+    /// `iat` and `exp` are whole seconds (NumericDate integers), so clients that read them as
+    /// integers (Dart's `exp as int`) can.
     func issue(userID: Int64, name: String, now: Date = Date()) async throws -> String {
         let seconds = Double(lifetime.components.seconds)
+        let issuedAt = Date(timeIntervalSince1970: now.timeIntervalSince1970.rounded(.down))
         let claims = AccessTokenClaims(
-            sub: String(userID), name: name, exp: ExpirationClaim(value: now.addingTimeInterval(seconds)),
-            iat: IssuedAtClaim(value: now))
+            sub: String(userID), name: name, exp: ExpirationClaim(value: issuedAt.addingTimeInterval(seconds)),
+            iat: IssuedAtClaim(value: issuedAt))
         return try await keys.sign(claims)
     }
 }

@@ -88,7 +88,11 @@ extension APIError {
         case is Double.Type: "a number"
         case is Bool.Type: "a boolean"
         case is [Int64].Type, is [Int].Type: "an array of integers"
-        default: "\(type)"
+        case is [String].Type: "an array of strings"
+        default:
+            // Never a Swift type name: containers by their JSON name, anything else generically.
+            String(describing: type).hasPrefix("Dictionary")
+                ? "an object" : String(describing: type).hasPrefix("Array") ? "an array" : "a value of another type"
         }
     }
 

@@ -15,7 +15,7 @@ final class RouteRegistry: @unchecked Sendable {
 
     /// Adds a 405 responder for every standard method a recorded path lacks.
     func addMethodNotAllowedRoutes(to router: Router<ChatRequestContext>) {
-        let all: [HTTPRequest.Method] = [.get, .post, .put, .patch, .delete, .options]
+        let all: [HTTPRequest.Method] = [.get, .head, .post, .put, .patch, .delete, .options, .trace]
         for (path, registered) in methods {
             let allow = registered.map(\.rawValue).joined(separator: ", ")
             for method in all where !registered.contains(method) {
