@@ -353,6 +353,72 @@ import Testing
         }
     }
 
+    @Test func userStreamHearsRemovalsAndRenames() async throws {
+        try await withCluster(2) { cluster in
+            let (alice, bob, carol) = (
+                try await cluster.makeUser("alice"), try await cluster.makeUser("bob"), try await cluster.makeUser("carol")
+            )
+            let room = try await cluster.makeGroup(alice, with: [bob, carol])
+            let bobStream = try await cluster.socket(cluster.b, room: nil, as: bob)
+            try await bobStream.ready()
+            let carolStream = try await cluster.socket(cluster.a, room: nil, as: carol)
+            try await carolStream.ready()
+            let http = cluster.http(cluster.a)
+
+            // A rename made with SQL reaches every participant's room list, on any instance.
+            try await cluster.database.execute(
+                "UPDATE rooms SET room_name = '새 이름', room_description = '설명' WHERE room_id = \(room)")
+            for stream in [bobStream, carolStream] {
+                let updated = try await stream.next(type: "room_updated")
+                #expect(updated.int("room_id") == room)
+                #expect(updated.string("room_name") == "새 이름")
+                #expect(updated.int("participant_count") == 3)
+            }
+
+            // The creator removes bob (API, instance A); bob's stream on B hears it and nothing more.
+            let removed = try await http.request("DELETE", "/chat/rooms/\(room)/participants/\(bob.id)/", token: alice.token)
+            #expect(removed.status == 200)
+            #expect(try await bobStream.next(type: "room_removed").int("room_id") == room)
+            // Carol leaves by SQL: her stream hears it too.
+            try await cluster.database.execute(
+                "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(carol.id)")
+            #expect(try await carolStream.next(type: "room_removed").int("room_id") == room)
+            try await cluster.post("after they left", by: alice, room: room, via: http)
+            for stream in [bobStream, carolStream] {
+                try await stream.ready()
+                #expect(!stream.takeSkipped().contains { if case .text(let t) = $0 { t.contains(#""type":"message""#) } else { false } })
+            }
+            try await bobStream.close()
+            try await carolStream.close()
+            await http.close()
+        }
+    }
+
+    @Test func socketsEndWithTheirUserOrTheirToken() async throws {
+        try await withCluster(2) { cluster in
+            let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let roomSocket = try await cluster.socket(cluster.b, room: room, as: bob)
+            try await roomSocket.ready()
+            let stream = try await cluster.socket(cluster.a, room: nil, as: bob)
+            try await stream.ready()
+            // An operator deactivates bob: his sockets on both instances close with 4403.
+            try await cluster.database.execute("UPDATE users SET is_active = false WHERE user_id = \(bob.id)")
+            for socket in [roomSocket, stream] {
+                let close = try await socket.closeEvent(timeout: .seconds(10))
+                #expect(close.code == 4403, "\(close)")
+            }
+            // A token that expires while its socket is open ends it with 4401.
+            let shortLived = try await TestToken.make(
+                secret: Cluster.secret, userID: alice.id, name: alice.name, expiresIn: 3)
+            let expiring = try await WebSocketTestClient.connect(
+                port: cluster.a.port, path: "/chat/ws/\(room)?token=\(shortLived)")
+            try await expiring.ready()
+            let close = try await expiring.closeEvent(timeout: .seconds(20))
+            #expect(close.code == 4401, "\(close)")
+        }
+    }
+
     @Test func onlineStatusComesFromTheDatabase() async throws {
         try await withCluster(2) { cluster in
             let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())

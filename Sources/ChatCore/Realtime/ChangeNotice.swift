@@ -23,6 +23,10 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
         case left = "leave"
         /// Room `r` was created.
         case roomCreated = "room"
+        /// Room `r`'s name or description changed (announced by a trigger, `sql/0008`).
+        case roomUpdated = "room_upd"
+        /// User `u` was deactivated (a trigger, `sql/0008`; `r` is 0): their sockets close.
+        case userDeactivated = "user_off"
         /// User `u` is typing (`v`) in room `r`.
         case typing
         /// User `u` came online / went offline (`v`) on room `r`.

@@ -36,7 +36,8 @@ public struct RealtimeStore: Sendable {
                 SELECT COALESCE(array_agg(s.id), '{}') AS ids FROM unnest(\(userIDs)) AS s (id)
                 WHERE NOT EXISTS (
                     SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
-                    WHERE p.room_id = \(roomID) AND p.user_id = s.id AND p.is_active AND r.is_active)
+                    JOIN users pu ON pu.user_id = p.user_id
+                    WHERE p.room_id = \(roomID) AND p.user_id = s.id AND p.is_active AND r.is_active AND pu.is_active)
             ) AS gone
             WHERE m.room_id = \(roomID) AND m.message_id > \(after)
             ORDER BY m.message_id LIMIT \(limit)
@@ -80,8 +81,8 @@ public struct RealtimeStore: Sendable {
         ).map { try $0.decode(Int64.self, column: 0) }
     }
 
-    /// Those of `userIDs` who are no longer active participants of the room (or everyone,
-    /// when the room itself was deactivated).
+    /// Those of `userIDs` who are no longer active participants of the room, or no longer
+    /// active users (or everyone, when the room itself was deactivated).
     public func inactiveParticipants(roomID: Int64, among userIDs: [Int64]) async throws -> Set<Int64> {
         guard !userIDs.isEmpty else { return [] }
         return Set(
@@ -90,7 +91,8 @@ public struct RealtimeStore: Sendable {
                 SELECT u.id FROM unnest(\(userIDs)) AS u (id)
                 WHERE NOT EXISTS (
                     SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
-                    WHERE p.room_id = \(roomID) AND p.user_id = u.id AND p.is_active AND r.is_active)
+                    JOIN users pu ON pu.user_id = p.user_id
+                    WHERE p.room_id = \(roomID) AND p.user_id = u.id AND p.is_active AND r.is_active AND pu.is_active)
                 """
             ).map { try $0.decode(Int64.self, column: 0) })
     }

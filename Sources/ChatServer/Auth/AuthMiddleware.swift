@@ -22,10 +22,16 @@ struct AuthMiddleware: RouterMiddleware {
         return try await next(request, context)
     }
 
+    /// The active user a valid token names (401 for a bad token, 403 for a deactivated user).
     func authenticate(token: String) async throws -> User {
-        let user: User
+        try await authenticateWithExpiry(token: token).user
+    }
+
+    /// The same, with the token's `exp` (a WebSocket is closed when its token expires).
+    func authenticateWithExpiry(token: String) async throws -> (user: User, tokenExpiresAt: Date) {
+        let found: (user: User, tokenExpiresAt: Date)
         if let cached = cache.user(token: token) {
-            user = cached
+            found = cached
         } else {
             let claims: (userID: Int64, name: String?, expiresAt: Date)
             do {
@@ -33,11 +39,12 @@ struct AuthMiddleware: RouterMiddleware {
             } catch {
                 throw APIError.unauthorized("Invalid or expired token")
             }
-            user = try await users.userFromToken(id: claims.userID, claimedName: claims.name)
-            cache.remember(user, token: token, tokenExpiresIn: claims.expiresAt.timeIntervalSinceNow)
+            let user = try await users.userFromToken(id: claims.userID, claimedName: claims.name)
+            cache.remember(user, token: token, tokenExpiresAt: claims.expiresAt)
+            found = (user, claims.expiresAt)
         }
-        guard user.isActive else { throw APIError(.forbidden, "User account is deactivated") }
-        return user
+        guard found.user.isActive else { throw APIError(.forbidden, "User account is deactivated") }
+        return found
     }
 
     static func bearerToken(_ request: Request) -> String? {

@@ -1,4 +1,5 @@
 import ChatCore
+import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -10,7 +11,7 @@ import NIOCore
 /// takes effect when the entry expires: within `lifetime`.
 final class AuthenticatedUserCache: Sendable {
     private struct State {
-        var tokens: [String: (userID: Int64, expires: NIODeadline)] = [:]
+        var tokens: [String: (userID: Int64, tokenExpiresAt: Date, expires: NIODeadline)] = [:]
         var users: [Int64: (user: User, expires: NIODeadline)] = [:]
     }
 
@@ -26,19 +27,20 @@ final class AuthenticatedUserCache: Sendable {
 
     var isEnabled: Bool { lifetime > .zero }
 
-    func user(token: String) -> User? {
+    /// The user a token names and the token's `exp`, if remembered.
+    func user(token: String) -> (user: User, tokenExpiresAt: Date)? {
         guard isEnabled else { return nil }
         let now = NIODeadline.now()
         return state.withLockedValue { state in
             guard let entry = state.tokens[token], entry.expires > now,
                 let user = state.users[entry.userID], user.expires > now
             else { return nil }
-            return user.user
+            return (user.user, entry.tokenExpiresAt)
         }
     }
 
-    /// `tokenExpiresIn`: seconds until the token's `exp`.
-    func remember(_ user: User, token: String, tokenExpiresIn: Double) {
+    func remember(_ user: User, token: String, tokenExpiresAt: Date) {
+        let tokenExpiresIn = tokenExpiresAt.timeIntervalSinceNow
         guard isEnabled, tokenExpiresIn > 0 else { return }
         let now = NIODeadline.now()
         let tokenLifetime = TimeAmount.nanoseconds(Int64(min(tokenExpiresIn, 86_400 * 365) * 1_000_000_000))
@@ -48,7 +50,7 @@ final class AuthenticatedUserCache: Sendable {
                 state.users = state.users.filter { $0.value.expires > now }
                 if state.tokens.count >= Self.maxEntries || state.users.count >= Self.maxEntries { state = State() }
             }
-            state.tokens[token] = (user.id, now + min(lifetime, tokenLifetime))
+            state.tokens[token] = (user.id, tokenExpiresAt, now + min(lifetime, tokenLifetime))
             state.users[user.id] = (user, now + lifetime)
         }
     }

@@ -1,4 +1,5 @@
 import ChatCore
+import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import Postgres
@@ -89,6 +90,9 @@ final class RealtimeHub: Service {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: self.settings.pollInterval)
                         await self.pollRoomHeads()
+                        // A token that expired ends its socket (4401) within one poll interval.
+                        let now = Date()
+                        self.closeSessions(where: { $0.tokenExpiresAt <= now }, with: .expired)
                     }
                 } onGracefulShutdown: {}
             }
@@ -150,11 +154,14 @@ final class RealtimeHub: Service {
     }
 
     /// Removed users stop hearing the room: their room sockets close (4403), their user
-    /// streams unsubscribe from it.
+    /// streams get `room_removed` and unsubscribe from it.
     private static func cutOff(_ userIDs: Set<Int64>, from roomID: Int64, in state: inout State) {
         guard let room = state.rooms[roomID] else { return }
         for subscription in room.subscriptions.values where userIDs.contains(subscription.session.user.id) {
-            if subscription.session.kind == .room(roomID) { subscription.session.requestClose(.removed) }
+            switch subscription.session.kind {
+            case .room: subscription.session.requestClose(.removed)
+            case .userStream: subscription.session.send(ServerFrame.roomRemoved(roomID))
+            }
             remove(subscription.session.id, from: roomID, in: &state)
         }
     }
@@ -215,6 +222,9 @@ final class RealtimeHub: Service {
         case .roomCreated:
             Task { await self.roomAppeared(notice.roomID, for: nil) }
             return
+        case .userDeactivated:
+            if let userID = notice.userID { closeSessions(where: { $0.user.id == userID }, with: .deactivated) }
+            return
         case .joined:
             if let userID = notice.userID, state.withLockedValue({ $0.userStreams[userID] != nil }) {
                 Task { await self.roomAppeared(notice.roomID, for: userID) }
@@ -245,6 +255,21 @@ final class RealtimeHub: Service {
 
     private func fetchAllRooms() {
         for roomID in state.withLockedValue({ Array($0.rooms.keys) }) { enqueue(nil, roomID: roomID) }
+    }
+
+    /// Asks every socket on this instance that `matches` to close.
+    private func closeSessions(where matches: (SocketSession) -> Bool, with request: SocketSession.CloseRequest) {
+        let sessions = state.withLockedValue { state in
+            var sessions: [Int: SocketSession] = [:]
+            for room in state.rooms.values {
+                for subscription in room.subscriptions.values { sessions[subscription.session.id] = subscription.session }
+            }
+            for streams in state.userStreams.values {
+                for session in streams.values { sessions[session.id] = session }
+            }
+            return sessions.values.filter(matches)
+        }
+        for session in sessions { session.requestClose(request) }
     }
 
     private func pollRoomHeads() async {
@@ -335,8 +360,20 @@ final class RealtimeHub: Service {
     private func apply(_ notice: ChangeNotice, generation: Int) async throws {
         let roomID = notice.roomID
         switch notice.kind {
-        case .message, .roomCreated:
+        case .message, .roomCreated, .userDeactivated:
             return
+        case .roomUpdated:
+            // Each participant's user streams here get the room as that participant sees it.
+            let streams = state.withLockedValue { state -> [Int64: [SocketSession]] in
+                guard let room = state.rooms[roomID], room.generation == generation else { return [:] }
+                return Dictionary(
+                    grouping: room.subscriptions.values.map(\.session).filter { $0.kind == .userStream }, by: \.user.id)
+            }
+            for (userID, sessions) in streams {
+                guard let summary = try await store.summary(roomID: roomID, userID: userID) else { continue }
+                let frame = ServerFrame.roomUpdated(summary)
+                for session in sessions { session.send(frame) }
+            }
         case .updated, .deleted:
             guard let messageID = notice.messageID,
                 let message = try await store.message(id: messageID, roomID: roomID)

@@ -1,4 +1,5 @@
 import ChatCore
+import Foundation
 import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
@@ -25,6 +26,8 @@ final class SocketSession: Sendable {
         static let goingAway = CloseRequest(code: 1001, reason: "Server is shutting down; reconnect")
         static let tooSlow = CloseRequest(code: 4408, reason: "Client too slow: outbound queue limit reached")
         static let removed = CloseRequest(code: 4403, reason: "You are no longer a participant of this room")
+        static let deactivated = CloseRequest(code: 4403, reason: "User account is deactivated")
+        static let expired = CloseRequest(code: 4401, reason: "Token expired")
     }
 
     struct Limits: Sendable {
@@ -58,9 +61,11 @@ final class SocketSession: Sendable {
     let user: User
     let kind: Kind
     let limits: Limits
+    /// The token's `exp`: the socket is closed (4401) once it passes.
+    let tokenExpiresAt: Date
     private let state = NIOLockedValueBox(State())
 
-    init(user: User, kind: Kind, limits: Limits) {
+    init(user: User, kind: Kind, limits: Limits, tokenExpiresAt: Date = .distantFuture) {
         self.id = Self.ids.withLockedValue {
             $0 += 1
             return $0
@@ -68,6 +73,7 @@ final class SocketSession: Sendable {
         self.user = user
         self.kind = kind
         self.limits = limits
+        self.tokenExpiresAt = tokenExpiresAt
     }
 
     var isClosing: Bool { state.withLockedValue { $0.closeRequest != nil } }

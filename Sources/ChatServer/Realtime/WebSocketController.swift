@@ -28,7 +28,7 @@ struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
 enum Admission: Sendable {
     /// `after`: the room socket's starting point, the client's `last_message_id` or else the
     /// room's newest message when the upgrade was answered.
-    case admitted(User, SocketSession.Kind, after: Int64?)
+    case admitted(User, SocketSession.Kind, after: Int64?, tokenExpiresAt: Date)
     case rejected(code: Int, reason: String)
 }
 
@@ -91,8 +91,8 @@ struct WebSocketController {
         context: WebSocketRouterContext<ChatWebSocketContext>
     ) async {
         switch context.requestContext.admission.admission {
-        case .admitted(let user, let kind, let after):
-            let session = SocketSession(user: user, kind: kind, limits: limits)
+        case .admitted(let user, let kind, let after, let tokenExpiresAt):
+            let session = SocketSession(user: user, kind: kind, limits: limits, tokenExpiresAt: tokenExpiresAt)
             sockets.opened(session, channel: context.requestContext.channel)
             let request = await run(session, catchUpAfter: after, inbound: inbound, outbound: outbound)
             await close(outbound, context: context, code: request.code, reason: request.reason)
@@ -112,10 +112,10 @@ struct WebSocketController {
 
     private func admit(_ request: Request, context: ChatWebSocketContext, room: Bool) async -> Admission {
         do {
-            let user = try await authenticate(request)
-            guard room else { return .admitted(user, .userStream, after: nil) }
+            let (user, tokenExpiresAt) = try await authenticate(request)
+            guard room else { return .admitted(user, .userStream, after: nil, tokenExpiresAt: tokenExpiresAt) }
             let (roomID, after) = try await admitToRoom(request, context: context, user: user)
-            return .admitted(user, .room(roomID), after: after)
+            return .admitted(user, .room(roomID), after: after, tokenExpiresAt: tokenExpiresAt)
         } catch let rejection as Rejection {
             return .rejected(code: rejection.code, reason: rejection.reason)
         } catch {
@@ -123,12 +123,12 @@ struct WebSocketController {
         }
     }
 
-    private func authenticate(_ request: Request) async throws -> User {
+    private func authenticate(_ request: Request) async throws -> (user: User, tokenExpiresAt: Date) {
         guard let token = request.uri.queryParameters.get("token") ?? AuthMiddleware.bearerToken(request) else {
             throw Rejection(code: 4401, reason: "Missing token")
         }
         do {
-            return try await auth.authenticate(token: token)
+            return try await auth.authenticateWithExpiry(token: token)
         } catch let error as APIError where error.status == .unauthorized {
             throw Rejection(code: 4401, reason: "Invalid or expired token")
         } catch let error as APIError where error.status == .forbidden {

@@ -34,6 +34,20 @@ enum ServerFrame {
         encode(Typed(type: "room_created", body: RoomSummaryResponse(summary)))
     }
 
+    static func roomUpdated(_ summary: RoomSummary) -> String {
+        encode(Typed(type: "room_updated", body: RoomSummaryResponse(summary)))
+    }
+
+    /// On the user stream: the user left the room or was removed from it.
+    static func roomRemoved(_ roomID: Int64) -> String {
+        encode(RoomRemoved(roomId: roomID))
+    }
+
+    struct RoomRemoved: Encodable {
+        var type = "room_removed"
+        var roomId: Int64
+    }
+
     static func error(_ detail: String, clientMessageID: String? = nil) -> String {
         encode(ErrorFrame(detail: detail, clientMessageId: clientMessageID))
     }
