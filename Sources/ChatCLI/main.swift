@@ -28,7 +28,7 @@ struct Serve: AsyncParsableCommand {
         let logger = makeLogger(configuration.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
-        let sockets = OpenSockets()
+        let sockets = OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
         let app = try await buildApplication(
             configuration: configuration, logger: logger, metrics: registry, sockets: sockets)
         // The drain comes after the application, so SIGTERM reaches it first: WebSockets are

@@ -172,7 +172,7 @@ public final class MessageWriter: Service, Sendable {
         }
     }
 
-    /// One call of `chat_send_messages`: a result per message, in order.
+    /// One call of `chat_send_messages`: a result per message, in the order of `messages`.
     private func insert(_ messages: [ValidatedMessage]) async throws -> [Result<SendOutcome, ChatError>] {
         let rows = try await db.query(
             """
@@ -185,7 +185,7 @@ public final class MessageWriter: Service, Sendable {
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
-        // Rows come in the order the function processed them (by room); `ord` says whose each is.
+        // The rows come in no particular order; `ord` says whose each is.
         var results = [Result<SendOutcome, ChatError>?](repeating: nil, count: messages.count)
         for row in rows {
             let index = try row.decode(Int.self, "ord") - 1

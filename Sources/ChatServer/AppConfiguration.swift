@@ -85,6 +85,9 @@ public struct AppConfiguration: Sendable {
         public var pollSeconds = 2
         /// Messages read per query when catching a socket up (`WS_CATCH_UP_BATCH`).
         public var catchUpBatch = 200
+        /// Most WebSockets one user may hold open on one instance; more are closed with 4429
+        /// (`WS_MAX_SOCKETS_PER_USER`).
+        public var maxSocketsPerUser = 100
         /// Milliseconds a change waits for others to share its NOTIFY (`NOTIFY_BATCH_WINDOW_MS`).
         public var notifyBatchWindowMilliseconds = 0
         /// `ANNOUNCE_CHANGES=false` stops this instance from sending NOTIFY: its writes then
@@ -184,6 +187,7 @@ public struct AppConfiguration: Sendable {
         }
         realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
         realtime.catchUpBatch = try int("WS_CATCH_UP_BATCH", realtime.catchUpBatch, 1...1000)
+        realtime.maxSocketsPerUser = try int("WS_MAX_SOCKETS_PER_USER", realtime.maxSocketsPerUser, 1...100_000)
         realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
         realtime.notifyBatchWindowMilliseconds = try int("NOTIFY_BATCH_WINDOW_MS", 0, 0...1000)
         var database = DatabaseSettings()

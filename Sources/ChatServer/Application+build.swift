@@ -14,8 +14,9 @@ public func buildApplication(
     logger: Logger,
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     events: any ChatEventSink = DiscardingEventSink(),
-    sockets: OpenSockets = OpenSockets()
+    sockets: OpenSockets? = nil
 ) async throws -> some ApplicationProtocol {
+    let sockets = sockets ?? OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
     let realtime = configuration.realtime
     let postgres = PostgresClient(
         configuration: PostgresConfiguration(
@@ -38,7 +39,7 @@ public func buildApplication(
     let notifier = ChangeNotifier(
         postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)
     let hub = RealtimeHub(
-        postgres: postgres, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
+        postgres: postgres, sockets: sockets, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: .init(pollInterval: .seconds(realtime.pollSeconds), catchUpBatch: realtime.catchUpBatch),
         logger: logger)
     let presenceStore = PresenceStore(

@@ -419,6 +419,38 @@ import Testing
         }
     }
 
+    @Test func oneUserCannotHoldMoreThanTheSocketCap() async throws {
+        try await withCluster(1, environment: ["WS_MAX_SOCKETS_PER_USER": "3"]) { cluster in
+            let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            var open: [WebSocketTestClient] = []
+            for index in 0..<3 {
+                let socket = try await cluster.socket(cluster.a, room: index == 0 ? nil : room, as: alice)
+                try await socket.ready()
+                open.append(socket)
+            }
+            let extra = try await cluster.socket(cluster.a, room: room, as: alice)
+            let close = try await extra.closeEvent(timeout: .seconds(10))
+            #expect(close.code == 4429, "\(close)")
+            // Others are not affected, and a freed slot can be used again.
+            let bobs = try await cluster.socket(cluster.a, room: room, as: bob)
+            try await bobs.ready()
+            try await open.removeLast().close()
+            var reopened: WebSocketTestClient?
+            for _ in 0..<50 where reopened == nil {
+                let socket = try await cluster.socket(cluster.a, room: room, as: alice)
+                do {
+                    try await socket.ready()
+                    reopened = socket
+                } catch {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+            }
+            #expect(reopened != nil)
+            for socket in open + [bobs] + (reopened.map { [$0] } ?? []) { try await socket.close() }
+        }
+    }
+
     @Test func onlineStatusComesFromTheDatabase() async throws {
         try await withCluster(2) { cluster in
             let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())

@@ -3,8 +3,10 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ServiceLifecycle
 
-/// The WebSockets open on this instance, so that a shutdown can tell each client that the
-/// server is going away (1001) before the HTTP server stops, and cut off those that do not go.
+/// The WebSockets open on this instance: so that a shutdown can tell each client that the
+/// server is going away (1001) before the HTTP server stops, and cut off those that do not go;
+/// so that a deactivated user's and an expired token's sockets can be ended; and so that one
+/// user cannot hold more than `maxPerUser` of them.
 public final class OpenSockets: Sendable {
     private struct Entry {
         var session: SocketSession
@@ -13,26 +15,37 @@ public final class OpenSockets: Sendable {
 
     private struct State {
         var sockets: [Int: Entry] = [:]
+        var perUser: [Int64: Int] = [:]
         var closing: SocketSession.CloseRequest?
     }
 
     private let state = NIOLockedValueBox(State())
+    let maxPerUser: Int
 
-    public init() {}
+    public init(maxPerUser: Int = 100) {
+        self.maxPerUser = max(1, maxPerUser)
+    }
 
     public var count: Int { state.withLockedValue { $0.sockets.count } }
 
-    /// Records an open socket. Once a shutdown has begun, the socket is asked to close at once.
+    /// Records an open socket. It is asked to close at once when a shutdown has begun, or
+    /// when its user already holds `maxPerUser` sockets here (4429).
     func opened(_ session: SocketSession, channel: any Channel) {
-        let closing = state.withLockedValue { state in
+        let closing = state.withLockedValue { state -> SocketSession.CloseRequest? in
             state.sockets[session.id] = Entry(session: session, channel: channel)
-            return state.closing
+            state.perUser[session.user.id, default: 0] += 1
+            if let closing = state.closing { return closing }
+            return state.perUser[session.user.id, default: 0] > maxPerUser ? .tooManySockets : nil
         }
         if let closing { session.requestClose(closing) }
     }
 
     func closed(_ session: SocketSession) {
-        _ = state.withLockedValue { $0.sockets.removeValue(forKey: session.id) }
+        state.withLockedValue { state in
+            guard state.sockets.removeValue(forKey: session.id) != nil else { return }
+            state.perUser[session.user.id, default: 1] -= 1
+            if state.perUser[session.user.id] == 0 { state.perUser[session.user.id] = nil }
+        }
     }
 
     /// Asks every socket, and every socket opened from now on, to close with `request`.
@@ -41,6 +54,12 @@ public final class OpenSockets: Sendable {
             state.closing = request
             return state.sockets.values.map(\.session)
         }
+        for session in sessions { session.requestClose(request) }
+    }
+
+    /// Asks every open socket that `matches` to close with `request`.
+    func close(where matches: (SocketSession) -> Bool, with request: SocketSession.CloseRequest) {
+        let sessions = state.withLockedValue { $0.sockets.values.map(\.session).filter(matches) }
         for session in sessions { session.requestClose(request) }
     }
 

@@ -53,14 +53,16 @@ final class RealtimeHub: Service {
     }
 
     private let store: RealtimeStore
+    private let sockets: OpenSockets
     private let listener: PostgresListener
     private let files: FileURLs
     private let settings: Settings
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
-    init(postgres: PostgresClient, files: FileURLs, settings: Settings, logger: Logger) {
+    init(postgres: PostgresClient, sockets: OpenSockets, files: FileURLs, settings: Settings, logger: Logger) {
         self.store = RealtimeStore(db: postgres)
+        self.sockets = sockets
         self.listener = PostgresListener(client: postgres, channels: [ChangeNotice.channel], logger: logger)
         self.files = files
         self.settings = settings
@@ -92,7 +94,7 @@ final class RealtimeHub: Service {
                         await self.pollRoomHeads()
                         // A token that expired ends its socket (4401) within one poll interval.
                         let now = Date()
-                        self.closeSessions(where: { $0.tokenExpiresAt <= now }, with: .expired)
+                        self.sockets.close(where: { $0.tokenExpiresAt <= now }, with: .expired)
                     }
                 } onGracefulShutdown: {}
             }
@@ -223,7 +225,7 @@ final class RealtimeHub: Service {
             Task { await self.roomAppeared(notice.roomID, for: nil) }
             return
         case .userDeactivated:
-            if let userID = notice.userID { closeSessions(where: { $0.user.id == userID }, with: .deactivated) }
+            if let userID = notice.userID { sockets.close(where: { $0.user.id == userID }, with: .deactivated) }
             return
         case .joined:
             if let userID = notice.userID, state.withLockedValue({ $0.userStreams[userID] != nil }) {
@@ -255,21 +257,6 @@ final class RealtimeHub: Service {
 
     private func fetchAllRooms() {
         for roomID in state.withLockedValue({ Array($0.rooms.keys) }) { enqueue(nil, roomID: roomID) }
-    }
-
-    /// Asks every socket on this instance that `matches` to close.
-    private func closeSessions(where matches: (SocketSession) -> Bool, with request: SocketSession.CloseRequest) {
-        let sessions = state.withLockedValue { state in
-            var sessions: [Int: SocketSession] = [:]
-            for room in state.rooms.values {
-                for subscription in room.subscriptions.values { sessions[subscription.session.id] = subscription.session }
-            }
-            for streams in state.userStreams.values {
-                for session in streams.values { sessions[session.id] = session }
-            }
-            return sessions.values.filter(matches)
-        }
-        for session in sessions { session.requestClose(request) }
     }
 
     private func pollRoomHeads() async {

@@ -28,6 +28,7 @@ final class SocketSession: Sendable {
         static let removed = CloseRequest(code: 4403, reason: "You are no longer a participant of this room")
         static let deactivated = CloseRequest(code: 4403, reason: "User account is deactivated")
         static let expired = CloseRequest(code: 4401, reason: "Token expired")
+        static let tooManySockets = CloseRequest(code: 4429, reason: "Too many open sockets for this user")
     }
 
     struct Limits: Sendable {
