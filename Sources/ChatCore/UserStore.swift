@@ -50,6 +50,12 @@ public struct UserStore: Sendable {
         return (try User(row: row), try row.decode(String.self, "password_hash"))
     }
 
+    /// Replaces a password hash, unless it changed meanwhile (a concurrent login did it).
+    public func replacePasswordHash(userID: Int64, old: String, new: String) async throws {
+        try await db.execute(
+            "UPDATE users SET password_hash = \(new) WHERE user_id = \(userID) AND password_hash = \(old)")
+    }
+
     public func user(id: Int64) async throws -> User? {
         try await db.queryOptionalRow(
             "SELECT user_id, user_name, is_active, created_at FROM users WHERE user_id = \(id)"

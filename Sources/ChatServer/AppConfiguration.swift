@@ -18,6 +18,10 @@ public struct AppConfiguration: Sendable {
     /// Seconds a request waits for a free database connection before failing with 503.
     public var databasePoolTimeoutSeconds: Double
     public var bcryptCost: Int
+    /// Threads that hash passwords (`BCRYPT_THREADS`), and how many hashes may wait or run at
+    /// once before a sign-in is refused with 503 (`BCRYPT_MAX_PENDING`).
+    public var bcryptThreads = 2
+    public var bcryptMaxPending = 16
     public var logLevel: Logger.Level
     /// `CHAT_ENV=development`: allows a built-in JWT secret. Never in production.
     public var developmentMode: Bool
@@ -220,6 +224,8 @@ public struct AppConfiguration: Sendable {
         configuration.realtime = realtime
         configuration.database = database
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
+        configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
+        configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)
         return configuration
     }
 }

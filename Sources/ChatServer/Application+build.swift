@@ -54,8 +54,10 @@ public func buildApplication(
             secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds)),
         users: UserStore(db: postgres, logger: logger),
         cache: AuthenticatedUserCache(lifetime: .milliseconds(configuration.database.authCacheMilliseconds)))
+    let hasher = PasswordHasher(
+        cost: configuration.bcryptCost, threads: configuration.bcryptThreads, maxPending: configuration.bcryptMaxPending)
     let router = try await buildRouter(
-        configuration: configuration, postgres: postgres, storage: storage, auth: auth, logger: logger,
+        configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
         metrics: metrics, events: events, presence: presenceStore, writer: writer)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
@@ -67,7 +69,7 @@ public func buildApplication(
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
     // flushes, and the pool closes last.
-    var services: [any Service] = [postgres, notifier, writer, hub, presence]
+    var services: [any Service] = [postgres, notifier, writer, hub, presence, hasher]
     if configuration.retentionIntervalSeconds > 0 {
         services.append(
             RetentionService(
@@ -102,12 +104,11 @@ public func buildApplication(
 
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
-    logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore,
+    hasher: PasswordHasher, logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore,
     writer: MessageWriter
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
     let tokens = auth.tokens
-    let hasher = PasswordHasher(cost: configuration.bcryptCost)
     let files = FileURLs(publicBaseURL: configuration.publicBaseURL)
 
     let router = Router(context: ChatRequestContext.self)

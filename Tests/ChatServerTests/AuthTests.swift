@@ -1,5 +1,8 @@
 import Foundation
+import HTTPTypes
+import HummingbirdBcrypt
 import JWTKit
+import Postgres
 import Testing
 
 @testable import ChatServer
@@ -169,6 +172,65 @@ import Testing
             for key in ["exp", "iat"] {
                 #expect(text.range(of: #""\#(key)":\d+[,}]"#, options: .regularExpression) != nil, "\(key) in \(text)")
             }
+        }
+    }
+
+    /// Every character of a password counts, old bcrypt hashes still work and are upgraded,
+    /// and a changed cost is applied at the next login.
+    @Test func passwordsCountWholeAndHashesAreUpgraded() async throws {
+        let name = "긴암호-\(UInt32.random(in: 0...UInt32.max))"
+        let long = String(repeating: "가", count: 24) + String(repeating: "나", count: 104)
+        try await withApp { (api: TestAPI) async throws in
+            #expect(try await api.request(.post, "/auth/register", json: ["user_name": name, "password": long]).status == .created)
+            // The same first 72 bytes are not the same password.
+            let imposter = String(repeating: "가", count: 128)
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": imposter]).status == .unauthorized)
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": long]).status == .ok)
+        }
+        let db = PostgresClient(configuration: PostgresConfiguration(url: ProcessInfo.processInfo.environment["DATABASE_URL"]!, poolSize: 1))
+        @Sendable func storedHash() async throws -> String {
+            try await db.queryRow("SELECT password_hash FROM users WHERE user_name = \(name)").decode(String.self, column: 0)
+        }
+        #expect((try await storedHash()).hasPrefix("$chat2$$2b$04$"))
+        // A hash from before (plain bcrypt of the password) still logs in, and is replaced.
+        let legacy = Bcrypt.hash("old password 1", cost: 4)
+        try await db.execute("UPDATE users SET password_hash = \(legacy) WHERE user_name = \(name)")
+        try await withApp(configure: { $0.bcryptCost = 5 }) { (api: TestAPI) async throws in
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 2"]).status == .unauthorized)
+            #expect((try await storedHash()) == legacy)
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
+            #expect((try await storedHash()).hasPrefix("$chat2$$2b$05$"))
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
+        }
+        // BCRYPT_COST changed again: rehashed at the next login.
+        try await withApp(configure: { $0.bcryptCost = 4 }) { (api: TestAPI) async throws in
+            #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
+            #expect((try await storedHash()).hasPrefix("$chat2$$2b$04$"))
+        }
+        await db.shutdown()
+    }
+
+    /// A sign-in flood is bounded: past BCRYPT_MAX_PENDING hashes in progress, 503 at once.
+    @Test func aSignInFloodIsRefusedNotQueued() async throws {
+        try await withApp(configure: {
+            $0.bcryptCost = 10
+            $0.bcryptMaxPending = 2
+        }) { api in
+            let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
+                for index in 0..<12 {
+                    group.addTask {
+                        let response = try await api.request(
+                            .post, "/auth/login", json: ["user_name": "nobody-\(index)", "password": "wrong password"])
+                        return (response.status, response.headers[.retryAfter])
+                    }
+                }
+                var all: [(HTTPResponse.Status, String?)] = []
+                for try await status in group { all.append(status) }
+                return all
+            }
+            #expect(statuses.allSatisfy { $0.0 == .unauthorized || $0.0 == .serviceUnavailable })
+            #expect(statuses.contains { $0.0 == .serviceUnavailable && $0.1 == "1" })
+            #expect(statuses.contains { $0.0 == .unauthorized })
         }
     }
 }

@@ -53,7 +53,16 @@ struct AuthController {
                 _ = try await hasher.verify(credentials.password, hash: decoyHash)
                 throw rejected
             }
-            guard try await hasher.verify(credentials.password, hash: account.passwordHash) else { throw rejected }
+            switch try await hasher.verify(credentials.password, hash: account.passwordHash) {
+            case .invalid:
+                throw rejected
+            case .valid(needsRehash: true):
+                // An old scheme or another BCRYPT_COST: store the current one.
+                try await users.replacePasswordHash(
+                    userID: account.user.id, old: account.passwordHash, new: try await hasher.hash(credentials.password))
+            case .valid(needsRehash: false):
+                break
+            }
             let token = try await tokens.issue(userID: account.user.id, name: account.user.name)
             return LoginResponse(
                 accessToken: token, tokenType: "bearer", expiresIn: tokenLifetimeSeconds, userId: account.user.id,

@@ -56,6 +56,8 @@ extension APIError {
             }
         case let error as DecodingError:
             return APIError(.unprocessableContent, describe(error))
+        case is PasswordHasher.Busy:
+            return APIError(.serviceUnavailable, "Too many sign-ins in progress, try again", headers: [.retryAfter: "1"])
         default:
             return nil
         }
