@@ -112,8 +112,10 @@ func buildRouter(
     let files = FileURLs(publicBaseURL: configuration.publicBaseURL)
 
     let router = Router(context: ChatRequestContext.self)
-    router.add(middleware: ErrorMiddleware())
+    // Metrics outside the error middleware, so every request is counted and timed with the
+    // status it was answered with (errors included), not as a thrown error.
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: ErrorMiddleware())
     let registry = RouteRegistry()
 
     OperationsController(postgres: postgres, metrics: metrics)
