@@ -451,6 +451,46 @@ import Testing
         }
     }
 
+    /// Not only new messages: an edit, a delete or typing never reaches a participant whose
+    /// removal was not heard (its notification lost), and that socket is closed.
+    @Test func aSilentRemovalLeaksNoEditTypingOrRead() async throws {
+        try await withCluster(1) { cluster in
+            let (owner, erin) = (try await cluster.makeUser("owner"), try await cluster.makeUser("erin"))
+            let room = try await cluster.makeGroup(owner, with: [erin])
+            let http = cluster.http(cluster.a)
+            let id = try await cluster.post("original", by: owner, room: room, via: http)
+            let ownerSocket = try await cluster.socket(cluster.a, room: room, as: owner)
+            try await ownerSocket.ready()
+            let erinSocket = try await cluster.socket(cluster.a, room: room, as: erin)
+            try await erinSocket.ready()
+            try await cluster.database.withConnection { connection in
+                _ = try await connection.simpleQuery("SET chat.announces_own_changes = on")
+                try await connection.execute(
+                    "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(erin.id)")
+                _ = try await connection.simpleQuery("RESET chat.announces_own_changes")
+            }
+            let edited = try await http.request(
+                "PUT", "/chat/rooms/\(room)/messages/\(id)/", token: owner.token, json: ["message_content": "secret edit"])
+            #expect(edited.status == 200)
+            try await ownerSocket.send(text: #"{"type":"typing","is_typing":true}"#)
+            var erinClose: Int?
+            readLoop: while true {
+                switch try await erinSocket.next(timeout: .seconds(30)) {
+                case .text(let text):
+                    #expect(!text.contains("secret edit"))
+                    #expect(!text.contains("\"typing\""))
+                case .binary: break
+                case .close(let code, _):
+                    erinClose = code
+                    break readLoop
+                }
+            }
+            #expect(erinClose == 4403)
+            try await ownerSocket.close()
+            await http.close()
+        }
+    }
+
     @Test func onlineStatusComesFromTheDatabase() async throws {
         try await withCluster(2) { cluster in
             let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())

@@ -1,5 +1,6 @@
 import ChatCore
 import Logging
+import Metrics
 import NIOConcurrencyHelpers
 import Postgres
 import ServiceLifecycle
@@ -16,7 +17,22 @@ import ServiceLifecycle
 final class ChangeNotifier: ChatEventSink, Service {
     private let postgres: PostgresClient
     private let logger: Logger
-    private let pending = NIOLockedValueBox<[ChangeNotice]>([])
+    /// Notices not sent yet, and the length past which they are coalesced next (twice what
+    /// the last coalescing left, so that a queue of notices that cannot be dropped is not
+    /// scanned again on every send).
+    private struct Queue {
+        var notices: [ChangeNotice] = []
+        var coalesceAt = ChangeNotifier.maxPending
+
+        mutating func coalesceIfLong() -> Int {
+            guard notices.count > coalesceAt else { return 0 }
+            let dropped = ChangeNotifier.coalesce(&notices)
+            coalesceAt = max(ChangeNotifier.maxPending, 2 * notices.count)
+            return dropped
+        }
+    }
+
+    private let pending = NIOLockedValueBox(Queue())
     private let wakeUps: AsyncStream<Void>
     private let wakeUp: AsyncStream<Void>.Continuation
 
@@ -37,10 +53,11 @@ final class ChangeNotifier: ChatEventSink, Service {
     }
 
     func send(_ notice: ChangeNotice) {
-        pending.withLockedValue { pending in
-            pending.append(notice)
-            if pending.count > Self.maxPending { pending.removeFirst() }
+        let dropped = pending.withLockedValue { pending in
+            pending.notices.append(notice)
+            return pending.coalesceIfLong()
         }
+        if dropped > 0 { record(dropped: dropped) }
         wakeUp.yield()
     }
 
@@ -58,14 +75,54 @@ final class ChangeNotifier: ChatEventSink, Service {
         }
     }
 
-    /// Notices kept while the database is unreachable; past this the oldest are dropped
-    /// (messages are still delivered then: instances poll their rooms' heads).
+    /// Notices queued before the queue is coalesced (`coalesce`).
     static let maxPending = 10_000
+    static let droppedNotices = Counter(label: "chat_notify_dropped_total")
+
+    /// Shrinks a queue that passed `maxPending` (the database is unreachable, or a flood of
+    /// typing) without losing an event that matters: a read mark, presence change or typing
+    /// state superseded by a later one of the same user in the same room is dropped (the
+    /// later one says it all); then, if still too long, the remaining typing notices, which
+    /// are live-only. Edits, deletes, membership and room notices are never dropped. Returns
+    /// how many notices were dropped; the order of the rest is kept.
+    static func coalesce(_ pending: inout [ChangeNotice]) -> Int {
+        let before = pending.count
+        struct Key: Hashable {
+            var kind: ChangeNotice.Kind
+            var roomID: Int64
+            var userID: Int64?
+        }
+        var seen = Set<Key>()
+        var kept: [ChangeNotice] = []
+        kept.reserveCapacity(pending.count)
+        for notice in pending.reversed() {
+            switch notice.kind {
+            case .read, .status, .typing:
+                guard seen.insert(Key(kind: notice.kind, roomID: notice.roomID, userID: notice.userID)).inserted else {
+                    continue
+                }
+            default:
+                break
+            }
+            kept.append(notice)
+        }
+        kept.reverse()
+        if kept.count > maxPending { kept.removeAll { $0.kind == .typing } }
+        pending = kept
+        return before - kept.count
+    }
+
+    private func record(dropped: Int) {
+        Self.droppedNotices.increment(by: dropped)
+        logger.warning(
+            "change notifications coalesced: superseded reads, presence or typing dropped",
+            metadata: ["chat.dropped": "\(dropped)"])
+    }
 
     private func flush(_ connection: inout PostgresConnection?) async {
         let notices = pending.withLockedValue { pending in
-            defer { pending = [] }
-            return pending
+            defer { pending = Queue() }
+            return pending.notices
         }
         var sent = 0
         for batch in ChangeNotice.batches(notices) {
@@ -90,16 +147,12 @@ final class ChangeNotifier: ChatEventSink, Service {
         }
     }
 
-    /// Puts unsent notices back in front of newer ones, keeping at most `maxPending`.
+    /// Puts unsent notices back in front of newer ones, coalescing past `maxPending`.
     private func requeue(_ unsent: ArraySlice<ChangeNotice>) {
         let dropped = pending.withLockedValue { pending in
-            pending = Array(unsent) + pending
-            let excess = max(0, pending.count - Self.maxPending)
-            pending.removeFirst(excess)
-            return excess
+            pending.notices = Array(unsent) + pending.notices
+            return pending.coalesceIfLong()
         }
-        if dropped > 0 {
-            logger.error("dropped change notifications while the database is unreachable", metadata: ["count": "\(dropped)"])
-        }
+        if dropped > 0 { record(dropped: dropped) }
     }
 }

@@ -297,6 +297,7 @@ final class RealtimeHub: Service {
             var applied = 0
             do {
                 if work.fetch { try await fetchMessages(roomID: roomID, generation: generation, after: work.cursor) }
+                if !work.notices.isEmpty { try await cutOffInactive(roomID: roomID) }
                 for notice in work.notices {
                     try await apply(notice, generation: generation)
                     applied += 1
@@ -313,6 +314,18 @@ final class RealtimeHub: Service {
                 try? await Task.sleep(for: .seconds(1))
             }
         }
+    }
+
+    /// Like new messages, every other event (edits, deletes, reads, typing, presence,
+    /// membership) reaches only subscribers who are still active participants: a removal
+    /// whose notice was lost or is still on its way leaks nothing. One query per batch of
+    /// notices, whatever their number.
+    private func cutOffInactive(roomID: Int64) async throws {
+        let subscribers = state.withLockedValue { state in
+            Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
+        }
+        let removed = try await store.inactiveParticipants(roomID: roomID, among: Array(subscribers))
+        if !removed.isEmpty { state.withLockedValue { Self.cutOff(removed, from: roomID, in: &$0) } }
     }
 
     private func fetchMessages(roomID: Int64, generation: Int, after cursor: Int64) async throws {
