@@ -37,6 +37,8 @@ public struct AppConfiguration: Sendable {
     /// On SIGTERM: how long WebSocket clients get to take their 1001 close before their
     /// connections are cut, and then in-flight requests to finish (`SHUTDOWN_GRACE_SECONDS`).
     public var shutdownGraceSeconds = 10
+    /// An HTTP connection idle this long (no request arriving) is closed (`HTTP_IDLE_TIMEOUT_SECONDS`).
+    public var httpIdleTimeoutSeconds = 30
     public var database = DatabaseSettings()
 
     /// Limits on the server's database sessions and the send path's batching.
@@ -224,6 +226,7 @@ public struct AppConfiguration: Sendable {
         configuration.realtime = realtime
         configuration.database = database
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
+        configuration.httpIdleTimeoutSeconds = try int("HTTP_IDLE_TIMEOUT_SECONDS", 30, 1...3600)
         configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
         configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)
         return configuration

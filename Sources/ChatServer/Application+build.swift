@@ -83,6 +83,10 @@ public func buildApplication(
         server: .http1WebSocketUpgrade(
             webSocketRouter: webSocketRouter,
             configuration: .init(
+                // A keep-alive connection idle this long between requests is closed, so idle
+                // clients cannot hold descriptors (hummingbird 2.28.1 applies it only once the
+                // first request head has been read).
+                http1: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))),
                 ws: WebSocketServerConfiguration(
                     // Frames up to 1 MiB are read and answered with an error frame when
                     // they pass the protocol's own limit; larger ones close the socket (1009).
