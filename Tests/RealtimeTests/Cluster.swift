@@ -66,6 +66,17 @@ struct Cluster: Sendable {
         return try #require(try response.object().int("message_id"))
     }
 
+    /// Deactivates the participant with SQL under the servers' own session setting, so the
+    /// triggers stay silent: as if the removal's NOTIFY were lost.
+    func removeSilently(_ user: Chatter, from room: Int64) async throws {
+        try await database.withConnection { connection in
+            _ = try await connection.simpleQuery("SET chat.announces_own_changes = on")
+            try await connection.execute(
+                "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(user.id)")
+            _ = try await connection.simpleQuery("RESET chat.announces_own_changes")
+        }
+    }
+
     func socket(_ server: ServerProcess, room: Int64?, as user: Chatter, query: String = "") async throws
         -> WebSocketTestClient
     {

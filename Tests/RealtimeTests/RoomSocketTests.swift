@@ -235,13 +235,7 @@ import Testing
             #expect(try await http.request("POST", "/chat/rooms/\(room)/participants/", token: owner.token, json: Add(user_ids: [erin.id])).status == 200)
             let erinSocket = try await cluster.socket(cluster.a, room: room, as: erin)
             try await erinSocket.ready()
-            try await cluster.database.withConnection { connection in
-                // The servers' own setting: the triggers stay silent, as if the NOTIFY were lost.
-                _ = try await connection.simpleQuery("SET chat.announces_own_changes = on")
-                try await connection.execute(
-                    "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(erin.id)")
-                _ = try await connection.simpleQuery("RESET chat.announces_own_changes")
-            }
+            try await cluster.removeSilently(erin, from: room)
             let secret = try await cluster.post("not for erin", by: owner, room: room, via: http)
             #expect(try await ownerSocket.next(type: "message").int("message_id") == secret)
             var erinClose: Int?
@@ -463,12 +457,7 @@ import Testing
             try await ownerSocket.ready()
             let erinSocket = try await cluster.socket(cluster.a, room: room, as: erin)
             try await erinSocket.ready()
-            try await cluster.database.withConnection { connection in
-                _ = try await connection.simpleQuery("SET chat.announces_own_changes = on")
-                try await connection.execute(
-                    "UPDATE room_participants SET is_active = false WHERE room_id = \(room) AND user_id = \(erin.id)")
-                _ = try await connection.simpleQuery("RESET chat.announces_own_changes")
-            }
+            try await cluster.removeSilently(erin, from: room)
             let edited = try await http.request(
                 "PUT", "/chat/rooms/\(room)/messages/\(id)/", token: owner.token, json: ["message_content": "secret edit"])
             #expect(edited.status == 200)
