@@ -1682,7 +1682,7 @@ enum OpenAPIDocument {
       "type": "string",
       "minLength": 1,
       "maxLength": 100,
-      "description": "Required for group rooms; a direct room defaults to the other participant's name."
+      "description": "Required for group rooms; an unnamed direct room shows each participant the other participant's name."
      },
      "room_type": {
       "type": "string",
@@ -1697,10 +1697,18 @@ enum OpenAPIDocument {
      },
      "participant_ids": {
       "type": "array",
+      "maxItems": 10000,
       "items": {
        "type": "integer",
        "format": "int64"
       }
+     },
+     "max_participants": {
+      "type": "integer",
+      "minimum": 2,
+      "maximum": 10000,
+      "default": 100,
+      "description": "Group rooms only (ignored for direct rooms): the most active participants the room may have; below the number of participants given is 422."
      }
     }
    },
