@@ -1,5 +1,6 @@
-# Build stage: compiles chat-server against libpq.
-FROM swift:6.1-bookworm AS build
+# Build stage: compiles chat-server against libpq, with the toolchain line the project is
+# built and tested with (Swift 6.3; hummingbird 2.28 and others need tools version 6.2).
+FROM swift:6.3-bookworm AS build
 RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
