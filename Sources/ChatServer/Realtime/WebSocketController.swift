@@ -13,14 +13,30 @@ import NIOWebSocket
 /// the admission decided before the upgrade response.
 struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
     var coreContext: CoreRequestContextStorage
-    let webSocket: WebSocketHandlerReference<ChatWebSocketContext>
+    let webSocketSlot = WebSocketReferenceSlot()
     let channel: any Channel
     let admission = AdmissionSlot()
 
+    var webSocket: WebSocketHandlerReference<ChatWebSocketContext> { webSocketSlot.reference }
+
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
-        self.webSocket = .init()
         self.channel = source.channel
+    }
+}
+
+/// Works around a retain cycle in hummingbird-websocket 2.8.1: its router stores the request
+/// context inside the context's own `webSocket` box (`WebSocketHandlerReference.handler`) and
+/// never clears it, so every upgrade, accepted or refused, leaked its context, channel and
+/// handler (about 7 KB). The box lives in this slot instead, and the socket's handler empties
+/// the slot as soon as it runs, which breaks the cycle.
+final class WebSocketReferenceSlot: Sendable {
+    private let box = NIOLockedValueBox<WebSocketHandlerReference<ChatWebSocketContext>?>(.init())
+
+    var reference: WebSocketHandlerReference<ChatWebSocketContext> { box.withLockedValue { $0 } ?? .init() }
+
+    func release() {
+        box.withLockedValue { $0 = nil }
     }
 }
 
@@ -90,6 +106,7 @@ struct WebSocketController {
         inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
         context: WebSocketRouterContext<ChatWebSocketContext>
     ) async {
+        context.requestContext.webSocketSlot.release()
         switch context.requestContext.admission.admission {
         case .admitted(let user, let kind, let after, let tokenExpiresAt):
             let session = SocketSession(user: user, kind: kind, limits: limits, tokenExpiresAt: tokenExpiresAt)
