@@ -155,6 +155,17 @@ extension WebSocketTestClient {
         _ = try await next(type: "pong")
     }
 
+    /// The close code, handing every text frame before it to `check`.
+    func closeCode(timeout: Duration = .seconds(30), checking check: (String) -> Void) async throws -> Int? {
+        while true {
+            switch try await next(timeout: timeout) {
+            case .text(let text): check(text)
+            case .binary: break
+            case .close(let code, _): return code
+            }
+        }
+    }
+
     /// The close event, skipping frames before it.
     func closeEvent(timeout: Duration = .seconds(30)) async throws -> (code: Int?, reason: String) {
         while true {

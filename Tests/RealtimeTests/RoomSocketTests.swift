@@ -238,16 +238,7 @@ import Testing
             try await cluster.removeSilently(erin, from: room)
             let secret = try await cluster.post("not for erin", by: owner, room: room, via: http)
             #expect(try await ownerSocket.next(type: "message").int("message_id") == secret)
-            var erinClose: Int?
-            readLoop: while true {
-                switch try await erinSocket.next(timeout: .seconds(30)) {
-                case .text(let text): #expect(!text.contains("not for erin"))
-                case .binary: break
-                case .close(let code, _):
-                    erinClose = code
-                    break readLoop
-                }
-            }
+            let erinClose = try await erinSocket.closeCode { #expect(!$0.contains("not for erin")) }
             #expect(erinClose == 4403)
             try await ownerSocket.close()
             await http.close()
@@ -462,17 +453,9 @@ import Testing
                 "PUT", "/chat/rooms/\(room)/messages/\(id)/", token: owner.token, json: ["message_content": "secret edit"])
             #expect(edited.status == 200)
             try await ownerSocket.send(text: #"{"type":"typing","is_typing":true}"#)
-            var erinClose: Int?
-            readLoop: while true {
-                switch try await erinSocket.next(timeout: .seconds(30)) {
-                case .text(let text):
-                    #expect(!text.contains("secret edit"))
-                    #expect(!text.contains("\"typing\""))
-                case .binary: break
-                case .close(let code, _):
-                    erinClose = code
-                    break readLoop
-                }
+            let erinClose = try await erinSocket.closeCode {
+                #expect(!$0.contains("secret edit"))
+                #expect(!$0.contains("\"typing\""))
             }
             #expect(erinClose == 4403)
             try await ownerSocket.close()

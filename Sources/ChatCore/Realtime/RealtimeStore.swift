@@ -34,10 +34,7 @@ public struct RealtimeStore: Sendable {
             FROM messages m JOIN users u ON u.user_id = m.sender_id
             CROSS JOIN (
                 SELECT COALESCE(array_agg(s.id), '{}') AS ids FROM unnest(\(userIDs)) AS s (id)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
-                    JOIN users pu ON pu.user_id = p.user_id
-                    WHERE p.room_id = \(roomID) AND p.user_id = s.id AND p.is_active AND r.is_active AND pu.is_active)
+                WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "s.id"))
             ) AS gone
             WHERE m.room_id = \(roomID) AND m.message_id > \(after)
             ORDER BY m.message_id LIMIT \(limit)
@@ -89,12 +86,21 @@ public struct RealtimeStore: Sendable {
             try await db.query(
                 """
                 SELECT u.id FROM unnest(\(userIDs)) AS u (id)
-                WHERE NOT EXISTS (
-                    SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
-                    JOIN users pu ON pu.user_id = p.user_id
-                    WHERE p.room_id = \(roomID) AND p.user_id = u.id AND p.is_active AND r.is_active AND pu.is_active)
+                WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "u.id"))
                 """
             ).map { try $0.decode(Int64.self, column: 0) })
+    }
+
+    /// True while the user in `userColumn` is an active participant of the room, an active
+    /// user, and the room is active: who may still hear the room.
+    static func isActiveParticipant(roomID: Int64, userColumn: String) -> PostgresQuery {
+        """
+        EXISTS (
+            SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+            JOIN users pu ON pu.user_id = p.user_id
+            WHERE p.room_id = \(roomID) AND p.user_id = \(unescaped: userColumn) AND p.is_active AND r.is_active
+              AND pu.is_active)
+        """
     }
 
     public func participantIDs(roomID: Int64) async throws -> [Int64] {
