@@ -22,6 +22,8 @@ public struct Room: Sendable, Equatable {
     public var isActive: Bool
     public var createdAt: Date
     public var updatedAt: Date
+    /// The room's newest change number (`sql/0009_change_sequence.sql`).
+    public var seq: Int64
 }
 
 /// A room as one user sees it in their room list.
@@ -77,6 +79,8 @@ public struct Message: Sendable, Equatable {
     public var editedAt: Date?
     public var createdAt: Date
     public var updatedAt: Date
+    /// The change number of the message's creation in its room.
+    public var seq: Int64
 }
 
 /// A user's read position in a room after marking it read.

@@ -40,10 +40,29 @@ public struct RetentionStore: Sendable {
                     LIMIT \(limit)
                 )
                 DELETE FROM messages m USING doomed WHERE m.message_id = doomed.message_id
-                RETURNING m.file_path
+                RETURNING m.file_path, m.room_id, m.seq
                 """)
+            // A replay can no longer show these messages: cursors before them must resync.
+            if !rows.isEmpty {
+                let gone = try rows.map { (try $0.decode(Int64.self, "room_id"), try $0.decode(Int64.self, "seq")) }
+                try await connection.execute(
+                    "SELECT chat_raise_change_floors(\(gone.map(\.0)), \(gone.map(\.1)))")
+            }
             return Batch(
                 deletedMessages: rows.count, filePaths: try rows.compactMap { try $0.decode(String?.self, "file_path") })
+        }
+    }
+
+    /// Deletes up to `limit` changes older than `days` from the rooms' change logs
+    /// (`sql/0009`). Returns how many went, or nil when another instance holds the job's lock.
+    public func pruneChanges(olderThanDays days: Int, limit: Int) async throws -> Int? {
+        try await db.withTransaction { connection in
+            let locked = try await connection.queryRow("SELECT pg_try_advisory_xact_lock(\(Self.lockKey))")
+                .decode(Bool.self, column: 0)
+            guard locked else { return nil }
+            return try await connection.queryRow(
+                "SELECT chat_prune_changes(now() - make_interval(days => \(days)::integer), \(limit))"
+            ).decode(Int.self, column: 0)
         }
     }
 }

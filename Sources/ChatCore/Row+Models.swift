@@ -14,7 +14,7 @@ enum SQLColumns {
              WHERE o.user_id = CASE WHEN p.user_id = r.direct_user_low THEN r.direct_user_high ELSE r.direct_user_low END),
             r.room_name) ELSE r.room_name END AS room_name,
         r.room_type, r.room_description, r.max_participants, r.created_by,
-        r.is_active, r.created_at, r.updated_at
+        r.is_active, r.created_at, r.updated_at, r.last_seq
         """
 
     /// Room columns plus the view of the participant row aliased `p`: counts and last message.
@@ -32,7 +32,7 @@ enum SQLColumns {
     static let message = """
         m.message_id, m.room_id, m.sender_id, u.user_name AS sender_name, m.message_content,
         m.message_type, m.file_path, m.file_name, m.file_size, m.reply_to_message_id,
-        m.client_message_id, m.is_edited, m.is_deleted, m.edited_at, m.created_at, m.updated_at
+        m.client_message_id, m.is_edited, m.is_deleted, m.edited_at, m.created_at, m.updated_at, m.seq
         """
 
     static let participant = """
@@ -55,7 +55,8 @@ extension Room {
             createdBy: try row.decode(Int64.self, "created_by"),
             isActive: try row.decode(Bool.self, "is_active"),
             createdAt: try row.decode(Date.self, "created_at"),
-            updatedAt: try row.decode(Date.self, "updated_at"))
+            updatedAt: try row.decode(Date.self, "updated_at"),
+            seq: try row.decode(Int64.self, "last_seq"))
     }
 }
 
@@ -106,7 +107,8 @@ extension Message {
             isDeleted: isDeleted,
             editedAt: try row.decode(Date?.self, "edited_at"),
             createdAt: try row.decode(Date.self, "created_at"),
-            updatedAt: try row.decode(Date.self, "updated_at"))
+            updatedAt: try row.decode(Date.self, "updated_at"),
+            seq: try row.decode(Int64.self, "seq"))
     }
 }
 

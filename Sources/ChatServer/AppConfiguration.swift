@@ -33,6 +33,9 @@ public struct AppConfiguration: Sendable {
     public var retentionIntervalSeconds: Int
     /// Messages deleted per retention transaction.
     public var retentionBatchSize: Int
+    /// Days a room's change log keeps edits, deletes, read marks and membership changes for
+    /// `last_seq` catch-up (`CHANGE_LOG_RETENTION_DAYS`); older cursors get `resync_required`.
+    public var changeLogRetentionDays = 7
     public var realtime = RealtimeSettings()
     /// On SIGTERM: how long WebSocket clients get to take their 1001 close before their
     /// connections are cut, and then in-flight requests to finish (`SHUTDOWN_GRACE_SECONDS`).
@@ -226,6 +229,7 @@ public struct AppConfiguration: Sendable {
         configuration.realtime = realtime
         configuration.database = database
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
+        configuration.changeLogRetentionDays = try int("CHANGE_LOG_RETENTION_DAYS", 7, 1...3650)
         configuration.httpIdleTimeoutSeconds = try int("HTTP_IDLE_TIMEOUT_SECONDS", 30, 1...3600)
         configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
         configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)

@@ -76,7 +76,7 @@ public func buildApplication(
                 store: RetentionStore(db: postgres), files: FileStore(db: postgres),
                 storage: storage,
                 interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
-                logger: logger))
+                changeLogDays: configuration.changeLogRetentionDays, logger: logger))
     }
     var app = Application(
         router: router,

@@ -4,14 +4,15 @@ import Metrics
 import ServiceLifecycle
 
 /// Runs the retention job every `interval`: deletes expired messages in batches (one
-/// instance at a time, by advisory lock) and removes their files; also clears partial
-/// uploads abandoned by a crashed process.
+/// instance at a time, by advisory lock) and removes their files, prunes the rooms' change
+/// logs past `changeLogDays`, and clears partial uploads abandoned by a crashed process.
 struct RetentionService: Service {
     let store: RetentionStore
     let files: FileStore
     let storage: UploadStorage
     let interval: Duration
     let batchSize: Int
+    let changeLogDays: Int
     let logger: Logger
     let deletedCounter = Counter(label: "chat_retention_deleted_messages_total")
     let runsCounter = Counter(label: "chat_retention_runs_total")
@@ -46,6 +47,11 @@ struct RetentionService: Service {
             deletedCounter.increment(by: batch.deletedMessages)
             if batch.deletedMessages < batchSize { break }
         }
+        var pruned = 0
+        while let count = try await store.pruneChanges(olderThanDays: changeLogDays, limit: batchSize * 20) {
+            pruned += count
+            if count < batchSize * 20 { break }
+        }
         runsCounter.increment()
         // Files a crash left behind: partial uploads, and stored files whose message was
         // never committed or whose removal after a delete was lost (an hour's grace).
@@ -59,6 +65,9 @@ struct RetentionService: Service {
         }
         if total > 0 {
             logger.info("retention deleted expired messages", metadata: ["chat.deleted_messages": "\(total)"])
+        }
+        if pruned > 0 {
+            logger.info("retention pruned the change log", metadata: ["chat.pruned_changes": "\(pruned)"])
         }
         return total
     }

@@ -25,7 +25,7 @@ import Testing
                     clientMessageID: index % 4 == 0 ? nil : text, isEdited: index % 2 == 1, isDeleted: index == 5,
                     editedAt: index % 2 == 1 ? Date(timeIntervalSince1970: 1_767_225_600.123456) : nil,
                     createdAt: Date(timeIntervalSince1970: 1_767_225_600 + Double(index) * 0.000_001),
-                    updatedAt: Date(timeIntervalSince1970: 1_800_000_000.5)))
+                    updatedAt: Date(timeIntervalSince1970: 1_800_000_000.5), seq: Int64(index) * 1_000_003 + 1))
         }
         return messages
     }

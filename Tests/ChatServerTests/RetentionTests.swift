@@ -26,19 +26,31 @@ import Testing
             let reply = try #require(
                 try await api.send(b, expiring, "recent reply", extra: ["reply_to_message_id": old[0]]).int("message_id"))
             let keptOld = try #require(try await api.send(a, keeping, "old but kept").int("message_id"))
+            #expect(try await api.request(.post, "/chat/rooms/\(keeping)/read/", token: b.token).status == .ok)
             #expect((try? FileManager.default.contentsOfDirectory(atPath: directory))?.filter { $0 != ".incoming" }.count == 1)
 
             // Back-date with SQL, as an operator could.
             let db = PostgresClient(configuration: PostgresConfiguration(url: ProcessInfo.processInfo.environment["DATABASE_URL"]!, poolSize: 1))
             try await db.execute(
                 "UPDATE messages SET created_at = now() - interval '2 days' WHERE message_id = ANY(\(old + [keptOld]))")
+            // ... and the read mark in `keeping` (its change number 2) past the change log's window.
+            try await db.execute(
+                "UPDATE room_changes SET changed_at = now() - interval '3 days' WHERE room_id = \(keeping)")
 
             let service = RetentionService(
                 store: RetentionStore(db: db), files: FileStore(db: db), storage: UploadStorage(directory: directory, maxBytes: 1 << 20),
-                interval: .seconds(3600), batchSize: 2, logger: Logger(label: "retention-test"))
+                interval: .seconds(3600), batchSize: 2, changeLogDays: 2, logger: Logger(label: "retention-test"))
             let deleted = try await service.runOnce()
-            await db.shutdown()
             #expect((deleted ?? 0) >= 4)
+            // Replays can no longer show what went: cursors before it must resync.
+            func floor(_ room: Int64) async throws -> Int64? {
+                try await db.queryOptionalRow("SELECT seq_floor FROM room_change_floors WHERE room_id = \(room)")?
+                    .decode(Int64.self, column: 0)
+            }
+            #expect(try await floor(expiring) == 4)  // the four old messages were numbered 1...4
+            #expect(try await floor(keeping) == 2)
+            #expect(try await db.queryRow("SELECT count(*) FROM room_changes WHERE room_id = \(keeping)").decode(Int.self, column: 0) == 0)
+            await db.shutdown()
 
             let remaining = try await api.request(.get, "/chat/rooms/\(expiring)/messages/", token: a.token)
             let ids = remaining.list("messages").compactMap { ($0["message_id"] as? NSNumber)?.int64Value }

@@ -33,6 +33,15 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
         case status
     }
 
+    /// Typing, presence and room updates are not in the room's change sequence: the notice
+    /// is the event. Every other room notice is a wake-up ("read the changes of room `r`").
+    public var isLiveOnly: Bool {
+        switch kind {
+        case .typing, .status, .roomUpdated: true
+        default: false
+        }
+    }
+
     public var kind: Kind
     public var roomID: Int64
     public var messageID: Int64?

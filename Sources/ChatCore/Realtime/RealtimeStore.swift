@@ -10,37 +10,60 @@ public struct RealtimeStore: Sendable {
         self.db = db
     }
 
-    /// The messages of a room with id > `after`, oldest first. Ids follow commit order
-    /// within a room (see `sql/0001_init.sql`), so reading from a cursor never skips a row.
-    public func messages(roomID: Int64, after: Int64, limit: Int) async throws -> [Message] {
+    /// The messages of a room with id > `afterID` and a change number up to `throughSeq`,
+    /// oldest first (a `last_message_id` catch-up). Ids follow commit order within a room
+    /// (see `sql/0001_init.sql`), so reading from a cursor never skips a row.
+    public func messages(roomID: Int64, afterID: Int64, throughSeq: Int64, limit: Int) async throws -> [Message] {
         try await db.query(
             """
             SELECT \(unescaped: SQLColumns.message) FROM messages m JOIN users u ON u.user_id = m.sender_id
-            WHERE m.room_id = \(roomID) AND m.message_id > \(after)
+            WHERE m.room_id = \(roomID) AND m.message_id > \(afterID) AND m.seq <= \(throughSeq)
             ORDER BY m.message_id LIMIT \(limit)
             """
         ).map(Message.init(row:))
     }
 
-    /// The messages of a room with id > `after`, oldest first, and those of `userIDs` who
-    /// are no longer active participants, read in one statement (one snapshot): a removal
-    /// that committed before any returned message is always among the inactive.
-    public func messages(roomID: Int64, after: Int64, limit: Int, inactiveAmong userIDs: [Int64]) async throws
-        -> (messages: [Message], inactive: Set<Int64>)
-    {
+    /// The changes of a room numbered after `after` and up to `through`, in order
+    /// (`sql/0009_change_sequence.sql`), and those of `userIDs` who are no longer active
+    /// participants, read in one statement (one snapshot): a removal that committed before
+    /// any returned change is always among the inactive. Numbers follow commit order within
+    /// a room, so reading from a cursor never skips a change.
+    public func changes(
+        roomID: Int64, after: Int64, through: Int64 = .max, limit: Int, inactiveAmong userIDs: [Int64] = []
+    ) async throws -> (changes: [RoomChange], inactive: Set<Int64>) {
         let rows = try await db.query(
             """
-            SELECT \(unescaped: SQLColumns.message), gone.ids AS inactive_user_ids
-            FROM messages m JOIN users u ON u.user_id = m.sender_id
+            WITH c AS (
+                (SELECT m.seq, 'message_created'::text AS kind, m.message_id, NULL::bigint AS user_id,
+                        NULL::timestamptz AS read_at, NULL::boolean AS receipts
+                 FROM messages m WHERE m.room_id = \(roomID) AND m.seq > \(after) AND m.seq <= \(through)
+                 ORDER BY m.seq LIMIT \(limit))
+                UNION ALL
+                (SELECT x.seq, x.kind, x.message_id, x.user_id, x.read_at, x.receipts
+                 FROM room_changes x WHERE x.room_id = \(roomID) AND x.seq > \(after) AND x.seq <= \(through)
+                 ORDER BY x.seq LIMIT \(limit))
+                ORDER BY seq LIMIT \(limit)
+            )
+            SELECT c.seq AS change_seq, c.kind AS change_kind, c.user_id AS change_user_id,
+                cu.user_name AS change_user_name, c.read_at, c.receipts, c.message_id AS change_message_id,
+                CASE WHEN c.kind = 'message_read' THEN (
+                    SELECT count(*) FROM messages x WHERE x.room_id = \(roomID) AND x.message_id > c.message_id
+                      AND x.sender_id <> c.user_id AND NOT x.is_deleted) END AS unread_count,
+                \(unescaped: SQLColumns.message), gone.ids AS inactive_user_ids
+            FROM c
+            LEFT JOIN messages m ON m.message_id = c.message_id
+                AND c.kind IN ('message_created', 'message_updated', 'message_deleted')
+            LEFT JOIN users u ON u.user_id = m.sender_id
+            LEFT JOIN users cu ON cu.user_id = c.user_id
             CROSS JOIN (
                 SELECT COALESCE(array_agg(s.id), '{}') AS ids FROM unnest(\(userIDs)) AS s (id)
                 WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "s.id"))
             ) AS gone
-            WHERE m.room_id = \(roomID) AND m.message_id > \(after)
-            ORDER BY m.message_id LIMIT \(limit)
+            ORDER BY c.seq
             """)
         guard let first = rows.first else { return ([], []) }
-        return (try rows.map(Message.init(row:)), Set(try first.decode([Int64].self, "inactive_user_ids")))
+        return (try rows.compactMap { try RoomChange(roomID: roomID, row: $0) },
+                Set(try first.decode([Int64].self, "inactive_user_ids")))
     }
 
     public func message(id: Int64, roomID: Int64) async throws -> Message? {
@@ -52,20 +75,27 @@ public struct RealtimeStore: Sendable {
         ).map(Message.init(row:))
     }
 
-    /// The newest message id of each room (0 when it has none).
-    public func lastMessageIDs(roomIDs: [Int64]) async throws -> [Int64: Int64] {
+    /// The newest change number of each room.
+    public func lastSeqs(roomIDs: [Int64]) async throws -> [Int64: Int64] {
         var heads: [Int64: Int64] = [:]
-        for row in try await db.query(
-            "SELECT room_id, last_message_id FROM rooms WHERE room_id = ANY(\(roomIDs))")
-        {
+        for row in try await db.query("SELECT room_id, last_seq FROM rooms WHERE room_id = ANY(\(roomIDs))") {
             let (room, head) = try row.decode((Int64, Int64).self)
             heads[room] = head
         }
         return heads
     }
 
-    public func lastMessageID(roomID: Int64) async throws -> Int64 {
-        try await lastMessageIDs(roomIDs: [roomID])[roomID] ?? 0
+    /// Where the room's history and change sequence stand now.
+    public func changeWindow(roomID: Int64) async throws -> ChangeWindow? {
+        try await db.queryOptionalRow(
+            """
+            SELECT r.last_message_id, r.last_seq, COALESCE(f.seq_floor, 0)
+            FROM rooms r LEFT JOIN room_change_floors f ON f.room_id = r.room_id WHERE r.room_id = \(roomID)
+            """
+        ).map { row in
+            let (lastMessageID, lastSeq, floor) = try row.decode((Int64, Int64, Int64).self)
+            return ChangeWindow(lastMessageID: lastMessageID, lastSeq: lastSeq, floor: floor)
+        }
     }
 
     /// The active rooms the user is an active participant of.
@@ -118,5 +148,41 @@ public struct RealtimeStore: Sendable {
             WHERE r.room_id = \(roomID)
             """
         ).map(RoomSummary.init(row:))
+    }
+}
+
+extension RoomChange {
+    /// A row of `RealtimeStore.changes`; nil for an edit or delete of a message that no
+    /// longer exists (removed by the retention job since).
+    init?(roomID: Int64, row: PostgresRow) throws {
+        let seq = try row.decode(Int64.self, "change_seq")
+        let kind = try row.decode(String.self, "change_kind")
+        let event: Event
+        switch kind {
+        case "message_created", "message_updated", "message_deleted":
+            guard try row.decode(Int64?.self, "message_id") != nil else { return nil }
+            let message = try Message(row: row)
+            event =
+                kind == "message_created"
+                ? .messageCreated(message) : kind == "message_updated" ? .messageUpdated(message) : .messageDeleted(message)
+        case "message_read":
+            event = .messageRead(
+                Reader(
+                    userID: try row.decode(Int64.self, "change_user_id"),
+                    userName: try row.decode(String?.self, "change_user_name") ?? "",
+                    lastReadAt: try row.decode(Date?.self, "read_at"),
+                    lastReadMessageID: try row.decode(Int64.self, "change_message_id"),
+                    unreadCount: try row.decode(Int.self, "unread_count")),
+                receipts: try row.decode(Bool?.self, "receipts") ?? true)
+        case "participant_joined", "participant_left":
+            let userID = try row.decode(Int64.self, "change_user_id")
+            let name = try row.decode(String?.self, "change_user_name") ?? ""
+            event =
+                kind == "participant_joined"
+                ? .participantJoined(userID: userID, userName: name) : .participantLeft(userID: userID, userName: name)
+        default:
+            throw PostgresError(.decoding, message: "unknown change kind '\(kind)'", column: "change_kind")
+        }
+        self.init(roomID: roomID, seq: seq, event: event)
     }
 }

@@ -61,6 +61,9 @@ struct RoomDetailResponse: ResponseEncodable, Sendable {
     var isActive: Bool
     var createdAt: Date
     var updatedAt: Date
+    /// The room's newest change number: open the socket with `last_seq` = this to go live
+    /// after loading history, without a gap.
+    var seq: Int64
 
     init(_ room: Room) {
         roomId = room.id
@@ -72,6 +75,7 @@ struct RoomDetailResponse: ResponseEncodable, Sendable {
         isActive = room.isActive
         createdAt = room.createdAt
         updatedAt = room.updatedAt
+        seq = room.seq
     }
 }
 

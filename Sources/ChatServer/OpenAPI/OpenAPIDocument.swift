@@ -6,7 +6,7 @@ enum OpenAPIDocument {
  "info": {
   "title": "Chat API",
   "version": "0.1.0",
-  "description": "PostgreSQL-backed chat server. Every path also works without its trailing slash. Errors are {\"detail\": \"...\"}. Timestamps are UTC ISO 8601 with Z. WebSockets (not describable in OpenAPI 3): ws /chat/ws/{room_id}?token=JWT[&last_message_id=N] and ws /chat/ws?token=JWT; frames and close codes are in the README and API.md."
+  "description": "PostgreSQL-backed chat server. Every path also works without its trailing slash. Errors are {\"detail\": \"...\"}. Timestamps are UTC ISO 8601 with Z. WebSockets (not describable in OpenAPI 3): ws /chat/ws/{room_id}?token=JWT[&last_message_id=N | &last_seq=N] and ws /chat/ws?token=JWT; every room change frame carries the room's change number seq, last_seq=N replays every change after N (or sends one resync_required frame when N is outside the kept window); frames and close codes are in the README and API.md."
  },
  "paths": {
   "/health": {
@@ -1750,6 +1750,11 @@ enum OpenAPIDocument {
      "updated_at": {
       "type": "string",
       "format": "date-time"
+     },
+     "seq": {
+      "type": "integer",
+      "format": "int64",
+      "description": "The room's newest change number: open ws /chat/ws/{room_id}?last_seq=<seq> after loading history to go live without a gap."
      }
     }
    },

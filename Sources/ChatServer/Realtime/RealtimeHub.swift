@@ -8,38 +8,52 @@ import ServiceLifecycle
 /// Fans changes out to this instance's sockets, in order, exactly once.
 ///
 /// It LISTENs for `ChangeNotice`s from every instance and treats them as wake-ups: the
-/// messages themselves are read from the table, per room, from a cursor (the highest id
-/// already delivered here). Within a room, ids follow commit order, so reading `id > cursor`
-/// never skips a row and never repeats one; each subscription also keeps its own cursor,
-/// which makes catch-up (`last_message_id`) and live delivery meet without gap or
-/// duplicate. One pump task per room applies its notices in arrival order.
+/// changes themselves are read from the room's change sequence (`sql/0009`), per room, from
+/// a cursor (the highest `seq` already delivered here). Within a room, numbers follow commit
+/// order, so reading `seq > cursor` never skips a change and never repeats one; each
+/// subscription also keeps its own cursor, which makes catch-up (`last_seq`,
+/// `last_message_id`) and live delivery meet without gap or duplicate. One pump task per
+/// room applies its wake-ups and live notices (typing, presence) in arrival order.
 ///
 /// Notifications can be lost (listener reconnecting, an instance dying between commit and
 /// NOTIFY), so after every (re)connect of the listener, and every `pollInterval`, the hub
-/// compares each room's `last_message_id` with its cursor and catches up.
+/// compares each room's `last_seq` with its cursor and catches up.
 final class RealtimeHub: Service {
     struct Settings: Sendable {
         var pollInterval: Duration
         var catchUpBatch: Int
     }
 
-    /// A socket's view of one room: its cursor, and while it catches up, the live frames
-    /// held back until the history before them is sent.
+    /// Where a room socket starts (decided when its upgrade was admitted): first the
+    /// messages with an id above `messagesAfter` (a `last_message_id` catch-up) numbered up to
+    /// `changesAfter`, then every change numbered above `changesAfter`; `resync`: the client's
+    /// `last_seq` could not be replayed, it is told so first.
+    struct CatchUp: Sendable, Equatable {
+        var messagesAfter: Int64?
+        var changesAfter: Int64
+        var resync = false
+    }
+
+    /// A socket's view of one room: the highest `seq` it was sent, and while it catches up,
+    /// the live frames held back until the history before them is sent.
     struct Subscription {
         let session: SocketSession
-        var cursor: Int64?
+        var cursor: Int64
         var heldBack: [Outgoing]?
     }
 
     struct Outgoing {
         var frame: String
-        var messageID: Int64?
+        /// Nil for live-only frames (typing, presence, room updates).
+        var seq: Int64?
     }
 
     struct RoomChannel {
         var generation: Int
+        /// The highest `seq` delivered to this room's subscriptions here.
         var cursor: Int64
         var subscriptions: [Int: Subscription] = [:]
+        /// Live-only notices (typing, presence, room updates), in arrival order.
         var notices: [ChangeNotice] = []
         var needsFetch = false
         var pumping = false
@@ -106,10 +120,10 @@ final class RealtimeHub: Service {
 
     // MARK: Subscribing
 
-    /// Adds a room socket. With `after`, first sends every message with a larger id (oldest
-    /// first), holding live frames back until then; returns when the socket is live.
-    func subscribe(_ session: SocketSession, roomID: Int64, after: Int64?) async throws {
-        try await register(session, roomIDs: [roomID], cursor: after, holdBack: after != nil)
+    /// Adds a room socket: sends what `catchUp` names (holding live frames back meanwhile),
+    /// then returns with the socket live.
+    func subscribe(_ session: SocketSession, roomID: Int64, catchUp: CatchUp) async throws {
+        let joinedAt = try await register(session, roomIDs: [roomID], holdBack: true)[roomID] ?? catchUp.changesAfter
         // A removal that committed between the socket's admission and its registration was
         // announced before this subscription could hear it: check membership once more.
         if !(try await store.inactiveParticipants(roomID: roomID, among: [session.user.id]).isEmpty) {
@@ -117,19 +131,39 @@ final class RealtimeHub: Service {
             return
         }
         session.markSubscribed()
-        guard var cursor = after else { return }
-        while !session.isClosing {
-            let messages = try await store.messages(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
-            for message in messages {
-                guard await session.sendWhenSpace(ServerFrame.message(message, files: files)) else { return }
-                cursor = message.id
-            }
-            if messages.count < settings.catchUpBatch { break }
+        if catchUp.resync {
+            guard await session.sendWhenSpace(ServerFrame.resyncRequired(roomID)) else { return }
         }
-        // Live from here: send what was held back, minus what the history already covered.
+        if var afterID = catchUp.messagesAfter {
+            while !session.isClosing {
+                let messages = try await store.messages(
+                    roomID: roomID, afterID: afterID, throughSeq: catchUp.changesAfter, limit: settings.catchUpBatch)
+                for message in messages {
+                    guard await session.sendWhenSpace(ServerFrame.message(message, files: files)) else { return }
+                    afterID = message.id
+                }
+                if messages.count < settings.catchUpBatch { break }
+            }
+        }
+        // Every change after the starting point up to where the subscription joined the live
+        // stream; the live stream (held back until now) has everything after that.
+        var cursor = catchUp.changesAfter
+        while cursor < joinedAt, !session.isClosing {
+            let changes = try await store.changes(
+                roomID: roomID, after: cursor, through: joinedAt, limit: settings.catchUpBatch
+            ).changes
+            for change in changes {
+                for frame in ChangeFrame.frames(for: change, files: files) where frame.audience.includes(session) {
+                    guard await session.sendWhenSpace(frame.text) else { return }
+                }
+                cursor = change.seq
+            }
+            if changes.count < settings.catchUpBatch { break }
+        }
+        let through = max(joinedAt, catchUp.changesAfter)
         state.withLockedValue { state in
             guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
-            Self.goLive(&subscription, after: cursor)
+            Self.goLive(&subscription, after: through)
             state.rooms[roomID]?.subscriptions[session.id] = subscription
         }
     }
@@ -138,7 +172,7 @@ final class RealtimeHub: Service {
     /// `room_created` when a room appears in their list.
     func subscribeUserStream(_ session: SocketSession) async throws {
         state.withLockedValue { $0.userStreams[session.user.id, default: [:]][session.id] = session }
-        try await register(session, roomIDs: try await store.roomIDs(of: session.user.id), cursor: nil, holdBack: false)
+        try await register(session, roomIDs: try await store.roomIDs(of: session.user.id), holdBack: false)
         session.markSubscribed()
     }
 
@@ -174,20 +208,18 @@ final class RealtimeHub: Service {
     }
 
     /// Joins the session to each room's channel, creating a channel (its cursor read from
-    /// the room's head) where this instance has no other subscriber of the room. The head is
-    /// read before registering, so every message after it reaches the new subscription
-    /// live, and every message up to it is visible to a catch-up that starts afterwards.
-    /// Returns the head each room's channel had when the session joined it.
+    /// the room's `last_seq`) where this instance has no other subscriber of the room. The
+    /// head is read before registering, so every change after it reaches the new subscription
+    /// live, and every change up to it is visible to a catch-up that starts afterwards.
+    /// Returns the cursor each room's channel had when the session joined it.
     @discardableResult
-    private func register(_ session: SocketSession, roomIDs: [Int64], cursor: Int64?, holdBack: Bool) async throws
-        -> [Int64: Int64]
-    {
+    private func register(_ session: SocketSession, roomIDs: [Int64], holdBack: Bool) async throws -> [Int64: Int64] {
         var pending = roomIDs
         var heads: [Int64: Int64] = [:]
         var created: [Int64] = []
         while !pending.isEmpty {
             let missing = state.withLockedValue { state in pending.filter { state.rooms[$0] == nil } }
-            let read = missing.isEmpty ? [:] : try await store.lastMessageIDs(roomIDs: missing)
+            let read = missing.isEmpty ? [:] : try await store.lastSeqs(roomIDs: missing)
             pending = state.withLockedValue { state in
                 // A socket that closed meanwhile has already unsubscribed: do not add it back.
                 guard !session.isClosing else { return [] }
@@ -204,7 +236,8 @@ final class RealtimeHub: Service {
                         state.nextGeneration += 1
                         created.append(roomID)
                     }
-                    heads[roomID] = state.rooms[roomID]!.cursor
+                    let cursor = state.rooms[roomID]!.cursor
+                    heads[roomID] = cursor
                     state.rooms[roomID]!.subscriptions[session.id] = Subscription(
                         session: session, cursor: cursor, heldBack: holdBack ? [] : nil)
                 }
@@ -240,11 +273,7 @@ final class RealtimeHub: Service {
     private func enqueue(_ notice: ChangeNotice?, roomID: Int64) {
         let start: Int? = state.withLockedValue { state in
             guard var room = state.rooms[roomID] else { return nil }
-            if let notice {
-                if notice.kind == .message { room.needsFetch = true } else { room.notices.append(notice) }
-            } else {
-                room.needsFetch = true
-            }
+            if let notice, notice.isLiveOnly { room.notices.append(notice) } else { room.needsFetch = true }
             defer { state.rooms[roomID] = room }
             guard !room.pumping else { return nil }
             room.pumping = true
@@ -263,7 +292,7 @@ final class RealtimeHub: Service {
         let cursors = state.withLockedValue { $0.rooms.mapValues(\.cursor) }
         guard !cursors.isEmpty else { return }
         do {
-            for (roomID, head) in try await store.lastMessageIDs(roomIDs: Array(cursors.keys))
+            for (roomID, head) in try await store.lastSeqs(roomIDs: Array(cursors.keys))
             where head > cursors[roomID] ?? head {
                 logger.debug("catching up a room whose wake-up was missed", metadata: ["room_id": "\(roomID)"])
                 enqueue(nil, roomID: roomID)
@@ -273,17 +302,14 @@ final class RealtimeHub: Service {
         }
     }
 
-    /// Applies a room's queued work until none is left: new messages first (from the
-    /// cursor), then the other notices in arrival order.
+    /// Applies a room's queued work until none is left: new changes first (from the
+    /// cursor), then the live notices in arrival order.
     private func pump(roomID: Int64, generation: Int) async {
         while true {
             let work: (cursor: Int64, fetch: Bool, notices: [ChangeNotice])? = state.withLockedValue { state in
                 guard var room = state.rooms[roomID], room.generation == generation else { return nil }
                 defer { state.rooms[roomID] = room }
-                let needsFetch =
-                    room.needsFetch
-                    || room.notices.contains { ($0.kind == .updated || $0.kind == .deleted) && ($0.messageID ?? 0) > room.cursor }
-                guard needsFetch || !room.notices.isEmpty else {
+                guard room.needsFetch || !room.notices.isEmpty else {
                     room.pumping = false
                     return nil
                 }
@@ -291,12 +317,12 @@ final class RealtimeHub: Service {
                     room.needsFetch = false
                     room.notices = []
                 }
-                return (room.cursor, needsFetch, room.notices)
+                return (room.cursor, room.needsFetch, room.notices)
             }
             guard let work else { return }
             var applied = 0
             do {
-                if work.fetch { try await fetchMessages(roomID: roomID, generation: generation, after: work.cursor) }
+                if work.fetch { try await fetchChanges(roomID: roomID, generation: generation, after: work.cursor) }
                 if !work.notices.isEmpty { try await cutOffInactive(roomID: roomID) }
                 for notice in work.notices {
                     try await apply(notice, generation: generation)
@@ -316,10 +342,9 @@ final class RealtimeHub: Service {
         }
     }
 
-    /// Like new messages, every other event (edits, deletes, reads, typing, presence,
-    /// membership) reaches only subscribers who are still active participants: a removal
-    /// whose notice was lost or is still on its way leaks nothing. One query per batch of
-    /// notices, whatever their number.
+    /// Like changes, the live notices (typing, presence) reach only subscribers who are
+    /// still active participants: a removal whose notice was lost or is still on its way
+    /// leaks nothing. One query per batch of notices, whatever their number.
     private func cutOffInactive(roomID: Int64) async throws {
         let subscribers = state.withLockedValue { state in
             Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
@@ -328,40 +353,47 @@ final class RealtimeHub: Service {
         if !removed.isEmpty { state.withLockedValue { Self.cutOff(removed, from: roomID, in: &$0) } }
     }
 
-    private func fetchMessages(roomID: Int64, generation: Int, after cursor: Int64) async throws {
+    private func fetchChanges(roomID: Int64, generation: Int, after cursor: Int64) async throws {
         var cursor = cursor
         while true {
             // Notices from different instances can arrive in any order, and can be lost: a
             // removal may not have been heard yet. Whoever is no longer a participant gets
             // nothing more and is cut off, before anything is sent. One statement reads both,
-            // so the membership it sees is at least as new as the newest message it returns.
+            // so the membership it sees is at least as new as the newest change it returns.
             let subscribers = state.withLockedValue { state in
                 Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
             }
-            let (messages, removed) = try await store.messages(
+            let (changes, removed) = try await store.changes(
                 roomID: roomID, after: cursor, limit: settings.catchUpBatch, inactiveAmong: Array(subscribers))
-            guard let last = messages.last else { return }
-            let frames = messages.map { Outgoing(frame: ServerFrame.message($0, files: files), messageID: $0.id) }
+            guard let last = changes.last else { return }
+            let rendered = changes.map { ($0, ChangeFrame.frames(for: $0, files: files)) }
             let stillOpen: Bool = state.withLockedValue { state in
                 if !removed.isEmpty { Self.cutOff(removed, from: roomID, in: &state) }
-                guard var room = state.rooms[roomID], room.generation == generation else { return false }
-                for frame in frames {
-                    for id in room.subscriptions.keys { Self.deliver(frame, to: &room.subscriptions[id]!) }
+                guard state.rooms[roomID]?.generation == generation else { return false }
+                for (change, frames) in rendered {
+                    // Whoever left hears nothing of the room from here on, their leave included.
+                    if case .participantLeft(let userID, _) = change.event { Self.cutOff([userID], from: roomID, in: &state) }
+                    guard var room = state.rooms[roomID] else { return false }
+                    for frame in frames {
+                        let item = Outgoing(frame: frame.text, seq: frame.seq)
+                        for id in room.subscriptions.keys where frame.audience.includes(room.subscriptions[id]!.session) {
+                            Self.deliver(item, to: &room.subscriptions[id]!)
+                        }
+                    }
+                    room.cursor = max(room.cursor, change.seq)
+                    state.rooms[roomID] = room
                 }
-                room.cursor = max(room.cursor, last.id)
-                state.rooms[roomID] = room
-                return true
+                return state.rooms[roomID]?.generation == generation
             }
-            guard stillOpen, messages.count == settings.catchUpBatch else { return }
-            cursor = last.id
+            guard stillOpen, changes.count == settings.catchUpBatch else { return }
+            cursor = last.seq
         }
     }
 
+    /// The live-only notices; every other kind is a wake-up that `fetchChanges` answers.
     private func apply(_ notice: ChangeNotice, generation: Int) async throws {
         let roomID = notice.roomID
         switch notice.kind {
-        case .message, .roomCreated, .userDeactivated:
-            return
         case .roomUpdated:
             // Each participant's user streams here get the room as that participant sees it.
             let streams = state.withLockedValue { state -> [Int64: [SocketSession]] in
@@ -374,40 +406,6 @@ final class RealtimeHub: Service {
                 let frame = ServerFrame.roomUpdated(summary)
                 for session in sessions { session.send(frame) }
             }
-        case .updated, .deleted:
-            guard let messageID = notice.messageID,
-                let message = try await store.message(id: messageID, roomID: roomID)
-            else { return }
-            let type = notice.kind == .updated ? "message_updated" : "message_deleted"
-            broadcast(ServerFrame.messageChange(type, message, files: files), roomID: roomID, generation: generation) {
-                $0.kind == .room(roomID)
-            }
-        case .read:
-            guard let userID = notice.userID else { return }
-            let common = ServerFrame.MessageRead(
-                roomId: roomID, userId: userID, userName: notice.userName ?? "", lastReadAt: notice.at,
-                lastReadMessageId: notice.messageID ?? 0)
-            var own = common
-            own.unreadCount = notice.count
-            let shared = ServerFrame.encode(common)
-            let forReader = ServerFrame.encode(own)
-            let receipts = notice.receipts ?? true
-            broadcast(shared, roomID: roomID, generation: generation) {
-                receipts && ($0.kind == .room(roomID) || $0.user.id != userID)
-            }
-            broadcast(forReader, roomID: roomID, generation: generation) {
-                $0.kind == .userStream && $0.user.id == userID
-            }
-        case .joined, .left:
-            guard let userID = notice.userID else { return }
-            let frame = ServerFrame.encode(
-                ServerFrame.Participant(
-                    type: notice.kind == .joined ? "participant_joined" : "participant_left", roomId: roomID,
-                    userId: userID, userName: notice.userName ?? ""))
-            if notice.kind == .left {
-                state.withLockedValue { Self.cutOff([userID], from: roomID, in: &$0) }
-            }
-            broadcast(frame, roomID: roomID, generation: generation) { $0.kind == .room(roomID) }
         case .typing, .status:
             guard let userID = notice.userID else { return }
             let frame =
@@ -422,6 +420,8 @@ final class RealtimeHub: Service {
             broadcast(frame, roomID: roomID, generation: generation) {
                 $0.kind == .room(roomID) && $0.user.id != userID
             }
+        default:
+            return
         }
     }
 
@@ -431,14 +431,14 @@ final class RealtimeHub: Service {
         state.withLockedValue { state in
             guard var room = state.rooms[roomID], room.generation == generation else { return }
             for id in room.subscriptions.keys where include(room.subscriptions[id]!.session) {
-                Self.deliver(Outgoing(frame: frame, messageID: nil), to: &room.subscriptions[id]!)
+                Self.deliver(Outgoing(frame: frame, seq: nil), to: &room.subscriptions[id]!)
             }
             state.rooms[roomID] = room
         }
     }
 
-    /// Ends a catch-up that sent everything up to `cursor`: the frames held back meanwhile
-    /// go out in order, minus messages the history already contained.
+    /// Ends a catch-up that sent every change up to `cursor`: the frames held back meanwhile
+    /// go out in order, minus changes the catch-up already contained.
     static func goLive(_ subscription: inout Subscription, after cursor: Int64) {
         subscription.cursor = cursor
         let heldBack = subscription.heldBack ?? []
@@ -446,7 +446,7 @@ final class RealtimeHub: Service {
         for item in heldBack { deliver(item, to: &subscription) }
     }
 
-    /// Sends a frame now, or holds it back while the subscription catches up. A message at
+    /// Sends a frame now, or holds it back while the subscription catches up. A change at
     /// or below the subscription's cursor was already sent and is skipped.
     static func deliver(_ item: Outgoing, to subscription: inout Subscription) {
         if subscription.heldBack != nil {
@@ -457,9 +457,9 @@ final class RealtimeHub: Service {
             }
             return
         }
-        if let id = item.messageID {
-            if let cursor = subscription.cursor, id <= cursor { return }
-            subscription.cursor = id
+        if let seq = item.seq {
+            if seq <= subscription.cursor { return }
+            subscription.cursor = seq
         }
         subscription.session.send(item.frame)
     }
@@ -478,7 +478,7 @@ final class RealtimeHub: Service {
                 let sessions = state.withLockedValue { Array(($0.userStreams[user] ?? [:]).values) }
                 for session in sessions {
                     session.send(frame)
-                    try await register(session, roomIDs: [roomID], cursor: nil, holdBack: false)
+                    try await register(session, roomIDs: [roomID], holdBack: false)
                 }
             }
         } catch {

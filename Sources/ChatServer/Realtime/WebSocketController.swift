@@ -42,9 +42,8 @@ final class WebSocketReferenceSlot: Sendable {
 
 /// Who may stay on a socket, decided before the 101 response and read by its handler.
 enum Admission: Sendable {
-    /// `after`: the room socket's starting point, the client's `last_message_id` or else the
-    /// room's newest message when the upgrade was answered.
-    case admitted(User, SocketSession.Kind, after: Int64?, tokenExpiresAt: Date)
+    /// `catchUp`: where a room socket starts (nil for the user stream).
+    case admitted(User, SocketSession.Kind, catchUp: RealtimeHub.CatchUp?, tokenExpiresAt: Date)
     case rejected(code: Int, reason: String)
 }
 
@@ -79,7 +78,7 @@ struct WebSocketController {
 
     func addRoutes(to router: Router<ChatWebSocketContext>) {
         // Admission runs before the upgrade is answered: a room socket starts from the room's
-        // newest message at that moment, so a message the client sends right after the
+        // newest change at that moment, so a message the client sends right after the
         // socket opened (over REST, say) cannot slip past it. Refusals still upgrade, then
         // close with the code (browsers cannot read an HTTP error of a WebSocket request).
         router.ws(
@@ -108,10 +107,10 @@ struct WebSocketController {
     ) async {
         context.requestContext.webSocketSlot.release()
         switch context.requestContext.admission.admission {
-        case .admitted(let user, let kind, let after, let tokenExpiresAt):
+        case .admitted(let user, let kind, let catchUp, let tokenExpiresAt):
             let session = SocketSession(user: user, kind: kind, limits: limits, tokenExpiresAt: tokenExpiresAt)
             sockets.opened(session, channel: context.requestContext.channel)
-            let request = await run(session, catchUpAfter: after, inbound: inbound, outbound: outbound)
+            let request = await run(session, catchUp: catchUp, inbound: inbound, outbound: outbound)
             await close(outbound, context: context, code: request.code, reason: request.reason)
             sockets.closed(session)
         case .rejected(let code, let reason):
@@ -130,9 +129,9 @@ struct WebSocketController {
     private func admit(_ request: Request, context: ChatWebSocketContext, room: Bool) async -> Admission {
         do {
             let (user, tokenExpiresAt) = try await authenticate(request)
-            guard room else { return .admitted(user, .userStream, after: nil, tokenExpiresAt: tokenExpiresAt) }
-            let (roomID, after) = try await admitToRoom(request, context: context, user: user)
-            return .admitted(user, .room(roomID), after: after, tokenExpiresAt: tokenExpiresAt)
+            guard room else { return .admitted(user, .userStream, catchUp: nil, tokenExpiresAt: tokenExpiresAt) }
+            let (roomID, catchUp) = try await admitToRoom(request, context: context, user: user)
+            return .admitted(user, .room(roomID), catchUp: catchUp, tokenExpiresAt: tokenExpiresAt)
         } catch let rejection as Rejection {
             return .rejected(code: rejection.code, reason: rejection.reason)
         } catch {
@@ -153,12 +152,18 @@ struct WebSocketController {
         }
     }
 
+    /// The room, and where its socket starts: after the client's `last_seq` (every change),
+    /// or after its `last_message_id` (the messages, then every change from the upgrade on),
+    /// or else at the room's newest change when the upgrade was answered. `last_seq` wins
+    /// when both are given.
     private func admitToRoom(_ request: Request, context: ChatWebSocketContext, user: User) async throws
-        -> (roomID: Int64, after: Int64)
+        -> (roomID: Int64, catchUp: RealtimeHub.CatchUp)
     {
-        let requested: Int64?
+        let lastMessageID: Int64?
+        let lastSeq: Int64?
         do {
-            requested = try request.queryID("last_message_id")
+            lastMessageID = try request.queryID("last_message_id")
+            lastSeq = try request.queryID("last_seq")
         } catch let error as APIError {
             throw Rejection(code: 4400, reason: error.detail)
         }
@@ -172,15 +177,27 @@ struct WebSocketController {
         } catch ChatError.forbidden(let detail) {
             throw Rejection(code: 4403, reason: detail)
         }
+        guard let window = try await realtime.changeWindow(roomID: roomID) else {
+            throw Rejection(code: 4404, reason: "Room not found")
+        }
+        if let lastSeq {
+            // Older than the kept window, or ahead of the room: the client must reload.
+            guard window.canReplay(after: lastSeq) else {
+                return (roomID, .init(messagesAfter: nil, changesAfter: window.lastSeq, resync: true))
+            }
+            return (roomID, .init(messagesAfter: nil, changesAfter: lastSeq))
+        }
         // Not past the newest message: a cursor from the future would skip what comes next.
-        let head = try await realtime.lastMessageID(roomID: roomID)
-        return (roomID, min(requested ?? head, head))
+        return (
+            roomID,
+            .init(messagesAfter: lastMessageID.map { min($0, window.lastMessageID) }, changesAfter: window.lastSeq)
+        )
     }
 
     // MARK: Serving an admitted socket
 
     private func run(
-        _ session: SocketSession, catchUpAfter: Int64?, inbound: WebSocketInboundStream,
+        _ session: SocketSession, catchUp: RealtimeHub.CatchUp?, inbound: WebSocketInboundStream,
         outbound: WebSocketOutboundWriter
     ) async -> SocketSession.CloseRequest {
         let roomID: Int64
@@ -201,7 +218,8 @@ struct WebSocketController {
                 do {
                     switch session.kind {
                     case .room(let roomID):
-                        try await hub.subscribe(session, roomID: roomID, after: catchUpAfter)
+                        try await hub.subscribe(
+                            session, roomID: roomID, catchUp: catchUp ?? .init(messagesAfter: nil, changesAfter: 0))
                     case .userStream:
                         try await hub.subscribeUserStream(session)
                     }

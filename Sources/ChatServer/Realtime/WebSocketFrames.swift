@@ -25,9 +25,21 @@ enum ServerFrame {
         MessageFrame(message, files: files).jsonString
     }
 
-    /// `message_updated` / `message_deleted`: the message object as REST returns it.
-    static func messageChange(_ type: String, _ message: Message, files: FileURLs) -> String {
-        encode(Typed(type: type, body: MessageResponse(message, files: files)))
+    /// `message_updated` / `message_deleted`: the message object as REST returns it, and the
+    /// change's number.
+    static func messageChange(_ type: String, _ message: Message, seq: Int64, files: FileURLs) -> String {
+        encode(Typed(type: type, seq: seq, body: MessageResponse(message, files: files)))
+    }
+
+    /// A `last_seq` the room can no longer replay (older than the kept window, or ahead of
+    /// the room): the client reloads history over REST; the socket is live from here.
+    static func resyncRequired(_ roomID: Int64) -> String {
+        encode(ResyncRequired(roomId: roomID))
+    }
+
+    struct ResyncRequired: Encodable {
+        var type = "resync_required"
+        var roomId: Int64
     }
 
     static func roomCreated(_ summary: RoomSummary) -> String {
@@ -70,6 +82,7 @@ enum ServerFrame {
         @Null var clientMessageId: String?
         var isEdited: Bool
         var isDeleted: Bool
+        var seq: Int64
 
         init(_ message: Message, files: FileURLs) {
             messageId = message.id
@@ -86,6 +99,7 @@ enum ServerFrame {
             clientMessageId = message.clientMessageID
             isEdited = message.isEdited
             isDeleted = message.isDeleted
+            seq = message.seq
         }
 
         func write(to json: inout JSONWriter) {
@@ -116,6 +130,8 @@ enum ServerFrame {
             json.value(senderId)
             json.key("sender_name")
             json.value(senderName)
+            json.key("seq")
+            json.value(seq)
             json.key("timestamp")
             json.value(timestamp)
             json.key("type")
@@ -149,6 +165,7 @@ enum ServerFrame {
         var lastReadMessageId: Int64
         /// Only on the reader's own user stream: their unread count after reading.
         var unreadCount: Int?
+        var seq: Int64
     }
 
     struct Participant: Encodable {
@@ -156,6 +173,7 @@ enum ServerFrame {
         var roomId: Int64
         var userId: Int64
         var userName: String
+        var seq: Int64
     }
 
     struct ErrorFrame: Encodable {
@@ -164,16 +182,18 @@ enum ServerFrame {
         var clientMessageId: String?
     }
 
-    /// `{"type": ..., <the body's fields>}`.
+    /// `{"type": ..., "seq"?: ..., <the body's fields>}`.
     struct Typed<Body: Encodable>: Encodable {
         var type: String
+        var seq: Int64?
         var body: Body
 
-        enum Keys: String, CodingKey { case type }
+        enum Keys: String, CodingKey { case type, seq }
 
         func encode(to encoder: any Encoder) throws {
             var container = encoder.container(keyedBy: Keys.self)
             try container.encode(type, forKey: .type)
+            try container.encodeIfPresent(seq, forKey: .seq)
             try body.encode(to: encoder)
         }
     }

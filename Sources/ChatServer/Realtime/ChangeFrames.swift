@@ -1,0 +1,71 @@
+import ChatCore
+
+/// The frames a room change becomes, and who receives each (API.md, "Real-time: WebSocket").
+/// Rendered once per change, whatever the number of sockets that receive it.
+struct ChangeFrame {
+    enum Audience {
+        /// Room sockets and user streams of the room.
+        case everyone
+        /// Room sockets only.
+        case roomSockets
+        /// A read receipt: room sockets, and the user streams of everyone but the reader.
+        case receipt(reader: Int64)
+        /// The reader's own user streams (their unread count after reading).
+        case readerStreams(reader: Int64)
+
+        func includes(_ session: SocketSession) -> Bool {
+            switch (self, session.kind) {
+            case (.everyone, _), (.roomSockets, .room), (.receipt, .room): true
+            case (.receipt(let reader), .userStream): session.user.id != reader
+            case (.readerStreams(let reader), .userStream): session.user.id == reader
+            case (.roomSockets, .userStream), (.readerStreams, .room): false
+            }
+        }
+    }
+
+    var text: String
+    var seq: Int64
+    var audience: Audience
+
+    static func frames(for change: RoomChange, files: FileURLs) -> [ChangeFrame] {
+        let seq = change.seq
+        switch change.event {
+        case .messageCreated(let message):
+            return [ChangeFrame(text: ServerFrame.message(message, files: files), seq: seq, audience: .everyone)]
+        case .messageUpdated(let message):
+            return [
+                ChangeFrame(
+                    text: ServerFrame.messageChange("message_updated", message, seq: seq, files: files), seq: seq,
+                    audience: .roomSockets)
+            ]
+        case .messageDeleted(let message):
+            return [
+                ChangeFrame(
+                    text: ServerFrame.messageChange("message_deleted", message, seq: seq, files: files), seq: seq,
+                    audience: .roomSockets)
+            ]
+        case .messageRead(let reader, let receipts):
+            // A reader who turned read receipts off is announced to no one.
+            guard receipts else { return [] }
+            let shared = ServerFrame.MessageRead(
+                roomId: change.roomID, userId: reader.userID, userName: reader.userName, lastReadAt: reader.lastReadAt,
+                lastReadMessageId: reader.lastReadMessageID, seq: seq)
+            var own = shared
+            own.unreadCount = reader.unreadCount
+            return [
+                ChangeFrame(text: ServerFrame.encode(shared), seq: seq, audience: .receipt(reader: reader.userID)),
+                ChangeFrame(text: ServerFrame.encode(own), seq: seq, audience: .readerStreams(reader: reader.userID)),
+            ]
+        case .participantJoined(let userID, let userName), .participantLeft(let userID, let userName):
+            let type: String
+            if case .participantJoined = change.event { type = "participant_joined" } else { type = "participant_left" }
+            return [
+                ChangeFrame(
+                    text: ServerFrame.encode(
+                        ServerFrame.Participant(
+                            type: type, roomId: change.roomID, userId: userID, userName: userName, seq: seq)),
+                    seq: seq, audience: .roomSockets)
+            ]
+        }
+    }
+}
