@@ -122,14 +122,16 @@ LANGUAGE plpgsql AS $$
 BEGIN
     IF NEW.is_deleted AND NOT OLD.is_deleted THEN
         PERFORM chat_record_change(NEW.room_id, 'message_deleted', NEW.message_id, NULL, NULL, NULL);
-    ELSIF NOT NEW.is_deleted AND NEW.message_content IS DISTINCT FROM OLD.message_content THEN
+    -- An edit through the API always moves edited_at, even to the same text.
+    ELSIF NOT NEW.is_deleted AND (NEW.message_content IS DISTINCT FROM OLD.message_content
+                                  OR NEW.edited_at IS DISTINCT FROM OLD.edited_at) THEN
         PERFORM chat_record_change(NEW.room_id, 'message_updated', NEW.message_id, NULL, NULL, NULL);
     END IF;
     RETURN NULL;
 END
 $$;
 
-CREATE TRIGGER messages_record_change AFTER UPDATE OF is_deleted, message_content ON messages
+CREATE TRIGGER messages_record_change AFTER UPDATE OF is_deleted, message_content, edited_at ON messages
     FOR EACH ROW EXECUTE FUNCTION chat_record_message_change();
 
 CREATE FUNCTION chat_record_membership_change() RETURNS trigger

@@ -43,6 +43,9 @@ public struct AppConfiguration: Sendable {
     /// An HTTP connection idle this long (no request arriving) is closed (`HTTP_IDLE_TIMEOUT_SECONDS`).
     public var httpIdleTimeoutSeconds = 30
     public var database = DatabaseSettings()
+    public var rateLimits = RateLimitSettings()
+    /// Bearer token `/metrics` requires (`METRICS_TOKEN`); unset, only clients on this host may read it.
+    public var metricsToken: String?
 
     /// Limits on the server's database sessions and the send path's batching.
     public struct DatabaseSettings: Sendable {
@@ -73,6 +76,31 @@ public struct AppConfiguration: Sendable {
                 "idle_in_transaction_session_timeout": "\(idleInTransactionTimeoutMilliseconds)ms",
             ]
         }
+    }
+
+    /// Token-bucket rate limits (README, "Limits"); 0 turns one off. Kept per instance.
+    public struct RateLimitSettings: Sendable {
+        /// Failed logins per user name per minute (`RATE_LIMIT_LOGIN_FAILURES_PER_MINUTE`).
+        public var loginFailuresPerMinute = 10
+        /// Failed logins per client address per minute (`RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE`).
+        public var loginFailuresPerAddressPerMinute = 60
+        /// Registrations per client address per minute (`RATE_LIMIT_REGISTRATIONS_PER_ADDRESS_PER_MINUTE`; off by default).
+        public var registrationsPerAddressPerMinute = 0
+        /// Messages per user per second, REST and WebSocket (`RATE_LIMIT_SENDS_PER_SECOND`; off by
+        /// default), in bursts of up to `RATE_LIMIT_SEND_BURST`.
+        public var sendsPerSecond = 0
+        public var sendBurst = 0
+        /// WebSocket `typing` frames per socket per second (`WS_TYPING_PER_SECOND`, bursts of 5):
+        /// more are dropped.
+        public var typingPerSecond = 2
+        /// Other client frames (read, ping, bad frames) per socket per second (`WS_FRAMES_PER_SECOND`,
+        /// bursts of twice that): more get one `error` frame and are not handled.
+        public var framesPerSecond = 20
+        /// Take the client address from the last `X-Forwarded-For` entry (`TRUST_FORWARDED_FOR`):
+        /// only behind a proxy that sets it.
+        public var trustForwardedFor = false
+
+        public init() {}
     }
 
     /// WebSocket and cross-instance delivery settings.
@@ -228,6 +256,19 @@ public struct AppConfiguration: Sendable {
             retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
         configuration.realtime = realtime
         configuration.database = database
+        var limits = RateLimitSettings()
+        limits.loginFailuresPerMinute = try int("RATE_LIMIT_LOGIN_FAILURES_PER_MINUTE", limits.loginFailuresPerMinute, 0...100_000)
+        limits.loginFailuresPerAddressPerMinute = try int(
+            "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE", limits.loginFailuresPerAddressPerMinute, 0...1_000_000)
+        limits.registrationsPerAddressPerMinute = try int(
+            "RATE_LIMIT_REGISTRATIONS_PER_ADDRESS_PER_MINUTE", limits.registrationsPerAddressPerMinute, 0...1_000_000)
+        limits.sendsPerSecond = try int("RATE_LIMIT_SENDS_PER_SECOND", limits.sendsPerSecond, 0...1_000_000)
+        limits.sendBurst = try int("RATE_LIMIT_SEND_BURST", 2 * limits.sendsPerSecond, 0...1_000_000)
+        limits.typingPerSecond = try int("WS_TYPING_PER_SECOND", limits.typingPerSecond, 0...10_000)
+        limits.framesPerSecond = try int("WS_FRAMES_PER_SECOND", limits.framesPerSecond, 0...100_000)
+        limits.trustForwardedFor = try bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
+        configuration.rateLimits = limits
+        configuration.metricsToken = value("METRICS_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
         configuration.changeLogRetentionDays = try int("CHANGE_LOG_RETENTION_DAYS", 7, 1...3650)
         configuration.httpIdleTimeoutSeconds = try int("HTTP_IDLE_TIMEOUT_SECONDS", 30, 1...3600)

@@ -56,15 +56,16 @@ public func buildApplication(
         cache: AuthenticatedUserCache(lifetime: .milliseconds(configuration.database.authCacheMilliseconds)))
     let hasher = PasswordHasher(
         cost: configuration.bcryptCost, threads: configuration.bcryptThreads, maxPending: configuration.bcryptMaxPending)
+    let limits = RateLimits(configuration.rateLimits)
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
-        metrics: metrics, events: events, presence: presenceStore, writer: writer)
+        metrics: metrics, events: events, presence: presenceStore, writer: writer, limits: limits)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
-        settings: realtime, sockets: sockets
+        settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
@@ -109,7 +110,7 @@ public func buildApplication(
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
     hasher: PasswordHasher, logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore,
-    writer: MessageWriter
+    writer: MessageWriter, limits: RateLimits
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
     let tokens = auth.tokens
@@ -122,12 +123,13 @@ func buildRouter(
     router.add(middleware: ErrorMiddleware())
     let registry = RouteRegistry()
 
-    OperationsController(postgres: postgres, metrics: metrics)
+    OperationsController(postgres: postgres, metrics: metrics, metricsToken: configuration.metricsToken)
         .addRoutes(to: Routes(group: router.group(), prefix: "", registry: registry))
 
     AuthController(
         users: users, tokens: tokens, hasher: hasher, decoyHash: try await hasher.makeDecoyHash(),
-        tokenLifetimeSeconds: configuration.accessTokenTTLSeconds
+        tokenLifetimeSeconds: configuration.accessTokenTTLSeconds, limits: limits,
+        trustForwardedFor: configuration.rateLimits.trustForwardedFor
     ).addRoutes(
         public: Routes(group: router.group("auth"), prefix: "auth", registry: registry),
         authenticated: Routes(group: router.group("auth").add(middleware: auth), prefix: "auth", registry: registry))
@@ -135,7 +137,9 @@ func buildRouter(
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
     let rooms = RoomStore(db: postgres, events: events)
     RoomController(rooms: rooms).addRoutes(to: chat)
-    MessageController(messages: MessageStore(db: postgres, events: events, writer: writer), rooms: rooms, files: files, storage: storage)
+    MessageController(
+        messages: MessageStore(db: postgres, events: events, writer: writer), rooms: rooms, files: files, storage: storage,
+        sends: limits.sendsByUser)
         .addRoutes(to: chat)
     SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
     SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)

@@ -20,6 +20,19 @@ import Testing
             await client.close()
         }
     }
+
+    @Test func withATokenMetricsNeedIt() async throws {
+        try await withCluster(1, environment: ["METRICS_TOKEN": "scrape-me"]) { cluster in
+            let client = cluster.http(cluster.a)
+            let refused = try await client.request("GET", "/metrics", token: nil)
+            #expect(refused.status == 401)
+            #expect(try refused.object().string("detail") != nil)
+            #expect(try await client.request("GET", "/metrics", token: "wrong").status == 401)
+            let allowed = try await client.request("GET", "/metrics", token: "scrape-me")
+            #expect(allowed.status == 200 && allowed.text.contains("db_pool_open_connections"))
+            await client.close()
+        }
+    }
 }
 
 /// Connections that send nothing cannot hold the server's descriptors forever.

@@ -9,6 +9,8 @@ struct AuthController {
     let hasher: PasswordHasher
     let decoyHash: String
     let tokenLifetimeSeconds: Int
+    let limits: RateLimits
+    let trustForwardedFor: Bool
 
     struct Credentials: Decodable {
         var userName: String
@@ -36,6 +38,10 @@ struct AuthController {
 
     func addRoutes(public routes: Routes, authenticated: Routes) {
         routes.on("register", .post) { request, context in
+            let address = request.clientAddress(context: context, trustingForwardedFor: trustForwardedFor)
+            if let wait = limits.registrationsByAddress.take(address) {
+                throw APIError.rateLimited(wait, "Too many registrations from this address; try again later")
+            }
             let credentials = try await request.decodeJSON(Credentials.self, context: context)
             let name = try Validation.userName(credentials.userName)
             let password = try Validation.password(credentials.password)
@@ -46,16 +52,28 @@ struct AuthController {
         routes.on("login", .post) { request, context in
             let credentials = try await request.decodeJSON(Credentials.self, context: context)
             let name = credentials.userName.trimmingCharacters(in: .whitespacesAndNewlines)
+            // Online guessing: failed logins are limited per user name and per client address
+            // (successful ones are not); a limited attempt is refused before any hashing.
+            let address = request.clientAddress(context: context, trustingForwardedFor: trustForwardedFor)
+            let nameKey = name.lowercased()
+            if let wait = limits.loginFailuresByName.check(nameKey) ?? limits.loginFailuresByAddress.check(address) {
+                throw APIError.rateLimited(wait, "Too many failed logins; try again later")
+            }
             let rejected = APIError.unauthorized("Incorrect user name or password")
+            func failed() -> APIError {
+                _ = limits.loginFailuresByName.take(nameKey)
+                _ = limits.loginFailuresByAddress.take(address)
+                return rejected
+            }
             guard !name.isEmpty, !name.unicodeScalars.contains("\0"), !credentials.password.isEmpty,
                 let account = try await users.loginAccount(name: name)
             else {
                 _ = try await hasher.verify(credentials.password, hash: decoyHash)
-                throw rejected
+                throw failed()
             }
             switch try await hasher.verify(credentials.password, hash: account.passwordHash) {
             case .invalid:
-                throw rejected
+                throw failed()
             case .valid(needsRehash: true):
                 // An old scheme or another BCRYPT_COST: store the current one.
                 try await users.replacePasswordHash(

@@ -8,6 +8,8 @@ struct MessageController {
     let rooms: RoomStore
     let files: FileURLs
     let storage: UploadStorage
+    /// Messages per user (REST and WebSocket share it).
+    let sends: RateLimiter<Int64>
 
     struct SendMessageRequest: Decodable {
         var messageContent: String?
@@ -45,6 +47,7 @@ struct MessageController {
         routes.on("rooms/:room_id/messages", .post) { request, context in
             let user = try context.requireUser()
             let roomID = try context.pathID("room_id")
+            try sends.admitSend(by: user.id)
             if let contentType = request.headers[.contentType], contentType.lowercased().hasPrefix("multipart/") {
                 // Checked before the upload streams to disk.
                 try await rooms.requireParticipant(roomID: roomID, userID: user.id)
@@ -183,5 +186,12 @@ struct MessageController {
                 "Unsupported message_type '\(raw)'; use one of \(MessageType.allCases.map(\.rawValue).joined(separator: ", "))")
         }
         return type
+    }
+}
+
+extension RateLimiter<Int64> {
+    /// Takes one send from the user's budget, or throws 429.
+    func admitSend(by userID: Int64) throws {
+        if let wait = take(userID) { throw APIError.rateLimited(wait, "Too many messages; slow down") }
     }
 }

@@ -1,4 +1,6 @@
+import Crypto
 import Hummingbird
+import NIOCore
 import Postgres
 import Prometheus
 
@@ -6,6 +8,23 @@ import Prometheus
 struct OperationsController {
     let postgres: PostgresClient
     let metrics: PrometheusCollectorRegistry
+    /// With a token, `/metrics` needs `Authorization: Bearer <token>`; without one it is
+    /// served to clients on this host only (`METRICS_TOKEN`).
+    let metricsToken: String?
+
+    /// Who may read `/metrics`.
+    static func mayReadMetrics(token: String?, expected: String?, peer: SocketAddress?) -> Bool {
+        if let expected {
+            // Compared as digests: the time taken says nothing about the token.
+            return token.map { SHA256.hash(data: Array($0.utf8)) == SHA256.hash(data: Array(expected.utf8)) } ?? false
+        }
+        guard let peer else { return true }  // not from the network (in-process tests)
+        switch peer {
+        case .v4(let address): return address.address.sin_addr.s_addr.bigEndian >> 24 == 127
+        case .v6: return peer.ipAddress == "::1"
+        case .unixDomainSocket: return true
+        }
+    }
 
     struct Status: ResponseEncodable {
         var status: String
@@ -26,7 +45,15 @@ struct OperationsController {
                 status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
         }
-        routes.on("metrics", .get) { _, _ in
+        routes.on("metrics", .get) { request, context in
+            guard
+                Self.mayReadMetrics(
+                    token: AuthMiddleware.bearerToken(request), expected: metricsToken, peer: context.remoteAddress)
+            else {
+                throw metricsToken == nil
+                    ? APIError(.forbidden, "Metrics are served to clients on this host only; set METRICS_TOKEN to scrape from elsewhere")
+                    : APIError.unauthorized("Metrics need the METRICS_TOKEN as a bearer token")
+            }
             let stats = postgres.statistics
             for (name, help, value) in [
                 ("open", "Open database connections", stats.open),

@@ -19,6 +19,11 @@ public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
         APIError(.unauthorized, detail, headers: [.wwwAuthenticate: "Bearer"])
     }
 
+    /// 429 with `Retry-After` (whole seconds).
+    static func rateLimited(_ wait: Duration, _ detail: String) -> APIError {
+        APIError(.tooManyRequests, detail, headers: [.retryAfter: "\(max(1, wait.wholeSecondsRoundedUp))"])
+    }
+
     public static func validation(_ detail: String) -> APIError {
         APIError(.unprocessableContent, detail)
     }

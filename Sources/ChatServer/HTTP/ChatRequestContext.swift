@@ -1,18 +1,22 @@
 import ChatCore
 import Foundation
 import Hummingbird
+import NIOCore
 import Postgres
 
 /// The request context of every route: the authenticated user (set by `AuthMiddleware`)
 /// and the JSON coders that make the wire format snake_case with UTC `Z` timestamps.
-public struct ChatRequestContext: RequestContext {
+public struct ChatRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by `AuthMiddleware` on `/chat` routes.
     public var user: User?
+    /// The peer of the connection (a proxy's address behind one: see `Request.clientAddress`).
+    public let remoteAddress: SocketAddress?
 
     public init(source: Source) {
         self.coreContext = .init(source: source)
         self.user = nil
+        self.remoteAddress = source.channel.remoteAddress
     }
 
     public var requestDecoder: JSONDecoder { ChatJSON.decoder() }

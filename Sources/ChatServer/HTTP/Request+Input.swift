@@ -1,5 +1,6 @@
 import ChatCore
 import Foundation
+import HTTPTypes
 import Hummingbird
 
 /// Largest JSON body accepted (uploads have their own, larger limit).
@@ -85,6 +86,23 @@ extension Request {
         }
         return value
     }
+}
+
+extension Request {
+    /// The client's address, for per-client rate limits: the connection's peer, or with
+    /// `trustingForwardedFor` (behind a proxy that appends it) the last `X-Forwarded-For` entry.
+    func clientAddress(context: ChatRequestContext, trustingForwardedFor: Bool) -> String {
+        if trustingForwardedFor, let forwarded = headers[values: .xForwardedFor].last,
+            let last = forwarded.split(separator: ",").last?.trimmingCharacters(in: .whitespaces), !last.isEmpty
+        {
+            return last
+        }
+        return context.remoteAddress?.ipAddress ?? "unknown"
+    }
+}
+
+extension HTTPField.Name {
+    static let xForwardedFor = Self("X-Forwarded-For")!
 }
 
 extension ChatRequestContext {

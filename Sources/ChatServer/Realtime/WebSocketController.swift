@@ -68,6 +68,9 @@ struct WebSocketController {
     let files: FileURLs
     let settings: AppConfiguration.RealtimeSettings
     let sockets: OpenSockets
+    let rateLimits: AppConfiguration.RateLimitSettings
+    /// Messages per user (REST and WebSocket share it).
+    let sends: RateLimiter<Int64>
 
     static let openSockets = Meter(label: "chat_ws_open_sockets")
 
@@ -204,7 +207,7 @@ struct WebSocketController {
         if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
         Self.openSockets.increment()
         defer { Self.openSockets.decrement() }
-        let typing = TypingState()
+        let input = SocketInput(limits: rateLimits)
         let request = await withTaskGroup(of: Void.self) { group in
 
             group.addTask {
@@ -236,7 +239,7 @@ struct WebSocketController {
                 do {
                     var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
                     while let message = try await messages.next() {
-                        await handle(message, from: session, typing: typing)
+                        await handle(message, from: session, input: input)
                         if session.isClosing { break }
                     }
                     session.requestClose(.normal)
@@ -250,7 +253,7 @@ struct WebSocketController {
             return request
         }
         hub.unsubscribe(session)
-        if typing.isTyping {
+        if input.isTyping {
             notifier.send(
                 ChangeNotice(
                     .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: false))
@@ -280,12 +283,14 @@ struct WebSocketController {
 
     // MARK: Client frames
 
-    private func handle(_ message: WebSocketMessage, from session: SocketSession, typing: TypingState) async {
+    private func handle(_ message: WebSocketMessage, from session: SocketSession, input: SocketInput) async {
         guard case .text(let text) = message else {
+            guard input.admitOther(session) else { return }
             session.send(ServerFrame.error("Binary frames are not supported; send JSON text"))
             return
         }
         guard text.utf8.count <= settings.maxInboundMessageBytes else {
+            guard input.admitOther(session) else { return }
             session.send(ServerFrame.error("Frame too large (limit \(settings.maxInboundMessageBytes) bytes)"))
             return
         }
@@ -293,11 +298,21 @@ struct WebSocketController {
         do {
             frame = try ChatJSON.decoder().decode(ClientFrame.self, from: Data(text.utf8))
         } catch let error as DecodingError {
+            guard input.admitOther(session) else { return }
             session.send(ServerFrame.error("Invalid frame: \(APIError.describe(error))"))
             return
         } catch {
+            guard input.admitOther(session) else { return }
             session.send(ServerFrame.error("Invalid frame: not JSON"))
             return
+        }
+        // Rate limits: messages count against the user's sends (an `error` frame when over),
+        // a typing flood is dropped, and any other frame over WS_FRAMES_PER_SECOND gets one
+        // `error` frame and is not handled.
+        switch frame.type {
+        case "message": break
+        case "typing": guard input.admitTyping() else { return }
+        default: guard input.admitOther(session) else { return }
         }
         if frame.type == "ping" {
             session.send(ServerFrame.pong)
@@ -315,7 +330,7 @@ struct WebSocketController {
                 guard let isTyping = frame.isTyping else {
                     throw ChatError.invalid("is_typing (boolean) is required")
                 }
-                typing.isTyping = isTyping
+                input.isTyping = isTyping
                 notifier.send(
                     ChangeNotice(
                         .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: isTyping))
@@ -337,6 +352,7 @@ struct WebSocketController {
     }
 
     private func sendMessage(_ frame: ClientFrame, roomID: Int64, session: SocketSession) async throws {
+        try sends.admitSend(by: session.user.id)
         let type: MessageType
         if let name = frame.messageType {
             guard let known = MessageType(rawValue: name) else {
@@ -361,8 +377,38 @@ struct WebSocketController {
     }
 }
 
-/// Whether the socket's user is currently shown as typing (to send `false` when it closes).
-private final class TypingState: @unchecked Sendable {
+/// What a socket's client frames have used up: whether its user is shown as typing (to send
+/// `false` when it closes), and its frame budgets.
+private final class SocketInput: @unchecked Sendable {
     // Touched only by the socket's inbound task and, after it ended, by the handler.
     var isTyping = false
+    private let typingLimit: RateLimit
+    private let otherLimit: RateLimit
+    private var typingBucket: TokenBucket
+    private var otherBucket: TokenBucket
+    private var warned = false
+
+    init(limits: AppConfiguration.RateLimitSettings) {
+        typingLimit = limits.typingPerSecond == 0 ? .off : .perSecond(limits.typingPerSecond, burst: 5)
+        otherLimit = limits.framesPerSecond == 0 ? .off : .perSecond(limits.framesPerSecond, burst: 2 * limits.framesPerSecond)
+        let now = TokenBucket.now
+        typingBucket = TokenBucket(typingLimit, now: now)
+        otherBucket = TokenBucket(otherLimit, now: now)
+    }
+
+    /// A typing frame within the budget; one over it is dropped without a word.
+    func admitTyping() -> Bool {
+        typingBucket.take(typingLimit, now: TokenBucket.now) == 0
+    }
+
+    /// Any other frame within the budget; over it, the first dropped frame gets an `error`.
+    func admitOther(_ session: SocketSession) -> Bool {
+        guard otherBucket.take(otherLimit, now: TokenBucket.now) == 0 else {
+            if !warned { session.send(ServerFrame.error("Too many frames; slow down")) }
+            warned = true
+            return false
+        }
+        warned = false
+        return true
+    }
 }
