@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import Postgres
 import Prometheus
 import ServiceLifecycle
@@ -79,20 +80,23 @@ public func buildApplication(
                 interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
                 changeLogDays: configuration.changeLogRetentionDays, logger: logger))
     }
+    let clientTimeout = TimeAmount.seconds(Int64(configuration.httpIdleTimeoutSeconds))
     var app = Application(
         router: router,
-        server: .http1WebSocketUpgrade(
+        server: .guardedHTTP1WebSocketUpgrade(
             webSocketRouter: webSocketRouter,
             configuration: .init(
-                // A keep-alive connection idle this long between requests is closed, so idle
-                // clients cannot hold descriptors (hummingbird 2.28.1 applies it only once the
-                // first request head has been read).
-                http1: .init(idleTimeout: .seconds(Int64(configuration.httpIdleTimeoutSeconds))),
+                // HTTP_IDLE_TIMEOUT_SECONDS bounds every wait on a client: a keep-alive
+                // connection idle between requests, a request body that stops arriving, and
+                // (FirstRequestGuard) a first request head that does not arrive.
+                http1: .init(
+                    additionalChannelHandlers: [BodyReadTimeout(timeout: clientTimeout)], idleTimeout: clientTimeout),
                 ws: WebSocketServerConfiguration(
                     // Frames up to 1 MiB are read and answered with an error frame when
                     // they pass the protocol's own limit; larger ones close the socket (1009).
                     maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(realtime.pingIntervalSeconds)),
-                    closeTimeout: .seconds(10)))),
+                    closeTimeout: .seconds(10))),
+            firstRequestTimeout: clientTimeout),
         configuration: .init(
             address: .hostname(configuration.host, port: configuration.port), serverName: "chat-server"),
         services: services,

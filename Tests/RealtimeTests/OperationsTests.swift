@@ -35,37 +35,104 @@ import Testing
     }
 }
 
-/// Connections that send nothing cannot hold the server's descriptors forever.
+/// Connections that send nothing, too little or garbage cannot hold the server's descriptors
+/// forever, and every request that arrives gets an answer.
 @Suite struct ConnectionTimeoutTests {
+    /// Sends `bytes` on a new connection (after `pause`, the second part), then reads until the
+    /// server closes it or 20 s pass: what came back, and whether the server closed.
+    static func exchange(port: Int, _ parts: [[UInt8]], pause: Duration = .zero) async throws -> (String, closed: Bool) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        #expect(connected == 0)
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        for (index, part) in parts.enumerated() {
+            if index > 0 { try await Task.sleep(for: pause) }
+            _ = send(fd, part, part.count, Int32(MSG_NOSIGNAL))
+        }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        var received: [UInt8] = []
+        var read = 0
+        repeat {
+            read = recv(fd, &buffer, buffer.count, 0)
+            if read > 0 { received += buffer.prefix(read) }
+        } while read > 0
+        return (String(decoding: received, as: UTF8.self), read == 0)
+    }
+
     @Test func anIdleKeepAliveConnectionIsClosed() async throws {
         try await withCluster(1, environment: ["HTTP_IDLE_TIMEOUT_SECONDS": "1"]) { cluster in
-            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-            #expect(fd >= 0)
-            defer { close(fd) }
-            var address = sockaddr_in()
-            address.sin_family = sa_family_t(AF_INET)
-            address.sin_port = in_port_t(UInt16(cluster.a.port).bigEndian)
-            address.sin_addr.s_addr = inet_addr("127.0.0.1")
-            let connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
-            }
-            #expect(connected == 0)
-            var timeout = timeval(tv_sec: 20, tv_usec: 0)
-            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
             // One request on a keep-alive connection, then silence: the server closes it.
-            let request = Array("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)
-            #expect(send(fd, request, request.count, 0) == request.count)
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            var received: [UInt8] = []
-            var read = 0
-            repeat {
-                read = recv(fd, &buffer, buffer.count, 0)
-                if read > 0 { received += buffer.prefix(read) }
-            } while read > 0
-            #expect(String(decoding: received, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
-            #expect(read == 0, "recv returned \(read), errno \(errno): the connection was not closed")
+            let (answer, closed) = try await Self.exchange(
+                port: cluster.a.port, [Array("GET /health HTTP/1.1\r\nHost: localhost\r\n\r\n".utf8)])
+            #expect(answer.hasPrefix("HTTP/1.1 200"))
+            #expect(closed, "the connection was not closed")
+        }
+    }
+
+    @Test func aConnectionThatStopsSendingMidRequestIsClosed() async throws {
+        try await withCluster(1, environment: ["HTTP_IDLE_TIMEOUT_SECONDS": "1"]) { cluster in
+            for start in ["", "GET /hea", "GET /health HTTP/1.1\r\nHost: local"] {
+                let (answer, closed) = try await Self.exchange(port: cluster.a.port, [Array(start.utf8)])
+                #expect(answer.isEmpty && closed, "\(start.debugDescription): \(answer.debugDescription)")
+            }
+            // A body that stops arriving, on the first request and on a keep-alive one.
+            for start in [
+                "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"user",
+                "GET /health HTTP/1.1\r\nHost: x\r\n\r\nPOST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{",
+            ] {
+                let (answer, closed) = try await Self.exchange(port: cluster.a.port, [Array(start.utf8)])
+                #expect(closed && !answer.contains("HTTP/1.1 4") && !answer.contains("HTTP/1.1 5"), "\(start.debugDescription): \(answer)")
+            }
+        }
+    }
+
+    @Test func malformedRequestsAre400AndClosed() async throws {
+        try await withCluster(1) { cluster in
+            for request in [
+                "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
+                "POST /auth/login HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                "GET /health HTTP/1.1\nHost: x\n\n",
+                "\u{16}\u{3}\u{1}\u{2}\u{0}\u{1}\u{0}\u{1}\u{fc}\u{3}\u{3}",  // a TLS ClientHello on the plain port
+            ] {
+                let (answer, closed) = try await Self.exchange(port: cluster.a.port, [Array(request.utf8)])
+                #expect(answer.hasPrefix("HTTP/1.1 400") && answer.contains(#""detail""#), "\(request.debugDescription): \(answer)")
+                #expect(closed, "\(request.debugDescription) left the connection open")
+            }
+        }
+    }
+
+    @Test func rawUTF8InTheRequestTargetIsAnswered() async throws {
+        try await withCluster(1) { cluster in
+            let user = try await cluster.makeUser()
+            let request = "GET /chat/search/?query=안녕하세요 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(user.token)\r\nConnection: close\r\n\r\n"
+            let (answer, closed) = try await Self.exchange(port: cluster.a.port, [Array(request.utf8)])
+            #expect(answer.hasPrefix("HTTP/1.1 "), "no answer: \(answer.debugDescription)")
+            #expect(closed)
+        }
+    }
+
+    @Test func chunkedBodiesOverTheLimitAre413AndBadChunksAre400() async throws {
+        try await withCluster(1) { cluster in
+            let user = try await cluster.makeUser()
+            let head = "POST /chat/rooms/ HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(user.token)\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+            let chunk = String(repeating: " ", count: 64 * 1024)
+            let oversized = head + String(repeating: "10000\r\n\(chunk)\r\n", count: 17) + "0\r\n\r\n"
+            let (tooLarge, _) = try await Self.exchange(port: cluster.a.port, [Array(oversized.utf8)])
+            #expect(tooLarge.hasPrefix("HTTP/1.1 413") && tooLarge.contains(#""detail""#), "\(tooLarge)")
+            let (badChunk, closed) = try await Self.exchange(port: cluster.a.port, [Array((head + "zz\r\n{}\r\n0\r\n\r\n").utf8)])
+            #expect(badChunk.hasPrefix("HTTP/1.1 400") && badChunk.contains(#""detail""#), "\(badChunk)")
+            #expect(closed)
         }
     }
 }

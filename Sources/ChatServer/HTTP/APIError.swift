@@ -2,6 +2,8 @@ import ChatCore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
+import NIOHTTP1
 
 /// An error response of the API: a status and the `{"detail": "..."}` body.
 public struct APIError: Error, HTTPResponseError, Sendable, Equatable {
@@ -61,6 +63,12 @@ extension APIError {
             }
         case let error as DecodingError:
             return APIError(.unprocessableContent, describe(error))
+        case is NIOTooManyBytesError:
+            // A chunked body past the limit (a declared Content-Length is checked up front).
+            return APIError(.contentTooLarge, "Request body is too large")
+        case is HTTPParserError:
+            // A body NIO cannot parse (a bad chunk size…): the connection closes after this.
+            return APIError(.badRequest, "Malformed HTTP request body")
         case is PasswordHasher.Busy:
             return APIError(.serviceUnavailable, "Too many sign-ins in progress, try again", headers: [.retryAfter: "1"])
         default:

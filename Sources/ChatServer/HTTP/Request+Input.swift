@@ -2,6 +2,7 @@ import ChatCore
 import Foundation
 import HTTPTypes
 import Hummingbird
+import NIOCore
 
 /// Largest JSON body accepted (uploads have their own, larger limit).
 let maxJSONBodyBytes = 1 << 20
@@ -39,6 +40,8 @@ extension Request {
         do {
             return try await body.collect(upTo: limit)
         } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(.contentTooLarge, "Request body is larger than \(limit) bytes")
+        } catch is NIOTooManyBytesError {
             throw APIError(.contentTooLarge, "Request body is larger than \(limit) bytes")
         }
     }

@@ -112,9 +112,15 @@ struct WebSocketController {
         switch context.requestContext.admission.admission {
         case .admitted(let user, let kind, let catchUp, let tokenExpiresAt):
             let session = SocketSession(user: user, kind: kind, limits: limits, tokenExpiresAt: tokenExpiresAt)
-            sockets.opened(session, channel: context.requestContext.channel)
+            let channel = context.requestContext.channel
+            sockets.opened(session, channel: channel)
+            await Self.boundBuffers(of: channel)
             let request = await run(session, catchUp: catchUp, inbound: inbound, outbound: outbound)
-            await close(outbound, context: context, code: request.code, reason: request.reason)
+            if request == .tooSlow {
+                await Self.closeBehindClient(channel, request)
+            } else {
+                await close(outbound, context: context, code: request.code, reason: request.reason)
+            }
             sockets.closed(session)
         case .rejected(let code, let reason):
             await close(outbound, context: context, code: code, reason: reason)
@@ -260,6 +266,43 @@ struct WebSocketController {
         }
         presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: roomID)
         return request
+    }
+
+    /// Bytes a socket may have in flight below the session's own queue: NIO's write buffer
+    /// (writes wait above it) and the kernel's send buffer. Small, so that what a client that
+    /// falls behind still has to read before its 4408 close frame is small too.
+    static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
+    static let kernelSendBufferBytes = 64 * 1024
+    /// How long a client that fell behind has to read its close frame before the connection is cut.
+    static let slowClientGrace = Duration.seconds(30)
+
+    private static func boundBuffers(of channel: any Channel) async {
+        try? await channel.setOption(ChannelOptions.writeBufferWaterMark, value: writeBufferWaterMark).get()
+        try? await channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: SocketOptionValue(kernelSendBufferBytes)).get()
+    }
+
+    /// Closes a socket whose client fell behind (4408). Its unsent frames were dropped
+    /// (`SocketSession`); the close frame goes to the channel directly, not through the
+    /// WebSocket writer (which waits while the client is not reading), so it is the next
+    /// thing the client reads after the few kilobytes already in flight. Then the output is
+    /// shut (a FIN follows the frame) and the connection is closed once the client hung up or
+    /// after `slowClientGrace`.
+    private static func closeBehindClient(_ channel: any Channel, _ request: SocketSession.CloseRequest) async {
+        var data = channel.allocator.buffer(capacity: 2 + request.reason.utf8.count)
+        data.write(webSocketErrorCode: .init(codeNumber: request.code))
+        data.writeString(request.reason)
+        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                guard (try? await channel.writeAndFlush(frame)) != nil else { return }
+                try? await channel.close(mode: .output)
+                try? await channel.closeFuture.get()
+            }
+            group.addTask { try? await Task.sleep(for: slowClientGrace) }
+            await group.next()
+            group.cancelAll()
+        }
+        try? await channel.close()
     }
 
     /// Sends the close frame; if the client does not read (so the frame cannot be written
