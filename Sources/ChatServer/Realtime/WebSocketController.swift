@@ -292,15 +292,10 @@ struct WebSocketController {
         data.write(webSocketErrorCode: .init(codeNumber: request.code))
         data.writeString(request.reason)
         let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                guard (try? await channel.writeAndFlush(frame)) != nil else { return }
-                try? await channel.close(mode: .output)
-                try? await channel.closeFuture.get()
-            }
-            group.addTask { try? await Task.sleep(for: slowClientGrace) }
-            await group.next()
-            group.cancelAll()
+        _ = await finished(within: slowClientGrace) {
+            guard (try? await channel.writeAndFlush(frame)) != nil else { return }
+            try? await channel.close(mode: .output)
+            try? await channel.closeFuture.get()
         }
         try? await channel.close()
     }
@@ -311,43 +306,49 @@ struct WebSocketController {
         _ outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<ChatWebSocketContext>, code: Int,
         reason: String
     ) async {
-        let channel = context.requestContext.channel
         let closeCode: WebSocketErrorCode = code == 1000 ? .normalClosure : .init(codeNumber: code)
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask { try? await outbound.close(closeCode, reason: reason) }
+        if !(await Self.finished(within: .seconds(10)) { try? await outbound.close(closeCode, reason: reason) }) {
+            try? await context.requestContext.channel.close()
+        }
+    }
+
+    /// Runs `work`, abandoning it after `timeout`: whether it finished in time.
+    private static func finished(within timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                try? await Task.sleep(for: .seconds(10))
-                if !Task.isCancelled { try? await channel.close() }
+                await work()
+                return true
             }
-            await group.next()
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
             group.cancelAll()
+            return first
         }
     }
 
     // MARK: Client frames
 
     private func handle(_ message: WebSocketMessage, from session: SocketSession, input: SocketInput) async {
+        /// An `error` frame for a frame that cannot be handled, within the socket's frame budget.
+        func refuse(_ detail: String) {
+            if input.admitOther(session) { session.send(ServerFrame.error(detail)) }
+        }
         guard case .text(let text) = message else {
-            guard input.admitOther(session) else { return }
-            session.send(ServerFrame.error("Binary frames are not supported; send JSON text"))
-            return
+            return refuse("Binary frames are not supported; send JSON text")
         }
         guard text.utf8.count <= settings.maxInboundMessageBytes else {
-            guard input.admitOther(session) else { return }
-            session.send(ServerFrame.error("Frame too large (limit \(settings.maxInboundMessageBytes) bytes)"))
-            return
+            return refuse("Frame too large (limit \(settings.maxInboundMessageBytes) bytes)")
         }
         let frame: ClientFrame
         do {
             frame = try ChatJSON.decoder().decode(ClientFrame.self, from: Data(text.utf8))
         } catch let error as DecodingError {
-            guard input.admitOther(session) else { return }
-            session.send(ServerFrame.error("Invalid frame: \(APIError.describe(error))"))
-            return
+            return refuse("Invalid frame: \(APIError.describe(error))")
         } catch {
-            guard input.admitOther(session) else { return }
-            session.send(ServerFrame.error("Invalid frame: not JSON"))
-            return
+            return refuse("Invalid frame: not JSON")
         }
         // Rate limits: messages count against the user's sends (an `error` frame when over),
         // a typing flood is dropped, and any other frame over WS_FRAMES_PER_SECOND gets one
