@@ -23,6 +23,11 @@ func withApp<R: Sendable>(
     var configuration = AppConfiguration(
         databaseURL: url, port: 0, jwtSecret: TestAPI.secret, bcryptCost: 4, logLevel: .warning,
         migrationsDirectory: TestAPI.sqlDirectory, retentionIntervalSeconds: 0)
+    // Every in-process app shares this one test process with the whole parallel suite: on a
+    // starved machine a transaction's next round trip can wait seconds for a thread, and the
+    // production 5 s idle-in-transaction limit ended room creations mid-transaction (seen in
+    // CI). The limit itself is exercised by the real-process tests.
+    configuration.database.idleInTransactionTimeoutMilliseconds = 60_000
     configure(&configuration)
     var logger = Logger(label: "chat-tests")
     logger.logLevel = .warning
