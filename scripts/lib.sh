@@ -66,10 +66,23 @@ start_local_postgres() {
     if as_pg_user "$bin/pg_ctl" -D "$dir" status >/dev/null 2>&1; then
         port="$(sed -n 4p "$dir/postmaster.pid")"
     else
-        while port_in_use "$port"; do port=$((port + 1)); done
-        log "starting PostgreSQL on 127.0.0.1:$port"
-        as_pg_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 \
-            -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=300 -c fsync=${PG_FSYNC:-on}" start >/dev/null
+        # A second and third try use the next port and settings that ask less of the machine
+        # (small shared memory, no huge pages, mmap'd dynamic shared memory), and every failed
+        # try prints the server's log: a CI run once ended at "could not start server" alone.
+        local attempt options
+        for attempt in 1 2 3; do
+            while port_in_use "$port"; do port=$((port + 1)); done
+            options="-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=300 -c fsync=${PG_FSYNC:-on}"
+            [ "$attempt" -eq 1 ] || options="$options -c shared_buffers=32MB -c huge_pages=off -c dynamic_shared_memory_type=mmap"
+            log "starting PostgreSQL on 127.0.0.1:$port"
+            if as_pg_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null; then
+                break
+            fi
+            log "PostgreSQL did not start (try $attempt of 3); the end of $dir/server.log:"
+            tail -n 20 "$dir/server.log" >&2 || true
+            [ "$attempt" -lt 3 ] || return 1
+            port=$((port + 1))
+        done
     fi
     local i
     for i in $(seq 1 60); do
