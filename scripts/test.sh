@@ -11,6 +11,8 @@ trap 'stop_local_postgres "$ROOT/.pgdata-test"' EXIT
 recreate_database
 
 export MIGRATIONS_DIR="$ROOT/sql"
+log "checking the Compose deployment (deploy/)"
+bash "$ROOT/scripts/check-deploy.sh"
 log "building"
 swift build --build-tests
 log "migrating with psql -1 -f (checks that the files apply by hand too), then with chat-server migrate"

@@ -11,11 +11,12 @@ public struct UserStore: Sendable {
         self.logger = logger
     }
 
-    /// Creates an account with a (bcrypt) password hash. A taken name is `.conflict`.
+    /// Creates an account with a (bcrypt) password hash. A name taken up to case and
+    /// compatibility forms (sql/0010) is `.conflict`.
     public func register(name: String, passwordHash: String) async throws -> User {
-        // Ids from the identity sequence can collide with ids that tokens created
-        // explicitly; the sequence has advanced after a collision, so try again.
-        for _ in 0..<10 {
+        // chat_next_user_id() skips ids that token users hold; a token user created with
+        // the chosen id between its check and this insert is the one collision left: retry.
+        for _ in 0..<5 {
             do {
                 let row = try await db.queryRow(
                     """
@@ -23,16 +24,10 @@ public struct UserStore: Sendable {
                     RETURNING user_id, user_name, is_active, created_at
                     """)
                 return try User(row: row)
+            } catch let error as PostgresError where error.isUniqueViolation && error.constraint == "users_pkey" {
+                continue
             } catch let error as PostgresError where error.isUniqueViolation {
-                if error.constraint == "users_login_name_key" {
-                    throw ChatError.conflict("user_name is already taken")
-                }
-                // An id taken by a token user: move the sequence past every existing id.
-                try await db.execute(
-                    """
-                    SELECT setval(pg_get_serial_sequence('users', 'user_id'),
-                        GREATEST((SELECT max(user_id) FROM users), 1))
-                    """)
+                throw ChatError.conflict("user_name is already taken")
             }
         }
         throw PostgresError(.server, message: "could not allocate a user id")

@@ -54,14 +54,49 @@ public enum Validation {
         return value
     }
 
-    /// Registration name: trimmed, 1–50 characters.
+    /// Registration name: trimmed, 1–50 characters, no control, format (bidi) or line
+    /// separator characters (U+200D, the emoji joiner, aside), and not mixing Latin, Greek
+    /// and Cyrillic letters ("pаypal" with a Cyrillic "а"). Names are unique up to case and
+    /// compatibility forms: the database's `users_login_key` (sql/0010).
     public static func userName(_ name: String) throws(ChatError) -> String {
         let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
         try noNUL(trimmed, field: "user_name")
         guard (1...50).contains(trimmed.unicodeScalars.count) else {
             throw .invalid("user_name must be 1 to 50 characters after trimming")
         }
+        guard !trimmed.unicodeScalars.contains(where: isInvisibleOrControl) else {
+            throw .invalid("user_name must not contain control, bidi or other invisible formatting characters")
+        }
+        let scripts = Set(trimmed.precomposedStringWithCompatibilityMapping.unicodeScalars.compactMap(confusableScript))
+        guard scripts.count <= 1 else {
+            throw .invalid("user_name must not mix Latin, Greek and Cyrillic letters")
+        }
         return trimmed
+    }
+
+    static func isInvisibleOrControl(_ scalar: Unicode.Scalar) -> Bool {
+        switch scalar.properties.generalCategory {
+        case .control, .lineSeparator, .paragraphSeparator: return true
+        case .format: return scalar != "\u{200D}"
+        default: return false
+        }
+    }
+
+    enum ConfusableScript { case latin, greek, cyrillic }
+
+    /// The script of a letter among the three whose letters look alike.
+    static func confusableScript(_ scalar: Unicode.Scalar) -> ConfusableScript? {
+        guard scalar.properties.isAlphabetic else { return nil }
+        switch scalar.value {
+        case 0x41...0x5A, 0x61...0x7A, 0xC0...0x24F, 0x1E00...0x1EFF, 0x2C60...0x2C7F, 0xA720...0xA7FF:
+            return .latin
+        case 0x370...0x3FF, 0x1F00...0x1FFF:
+            return .greek
+        case 0x400...0x52F, 0x1C80...0x1C8F, 0x2DE0...0x2DFF, 0xA640...0xA69F:
+            return .cyrillic
+        default:
+            return nil
+        }
     }
 
     public static func password(_ password: String) throws(ChatError) -> String {

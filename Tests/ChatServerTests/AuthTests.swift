@@ -68,6 +68,59 @@ import Testing
         }
     }
 
+    /// Issue 12.7: a token naming the top id, and tokens holding the ids right after the
+    /// newest registration, must not end registration (it answered 500 for good before 0010).
+    @Test func tokenUsersCannotExhaustRegistrationIDs() async throws {
+        try await withApp { api in
+            func register() async throws -> Int64 {
+                let response = try await api.request(
+                    .post, "/auth/register",
+                    json: ["user_name": "id-\(UInt64.random(in: 0...UInt64.max))", "password": "correct horse"])
+                #expect(response.status == .created, "\(response.raw)")
+                return try #require(response.int("user_id"))
+            }
+            let first = try await register()
+            var taken: Set<Int64> = [Int64.max, Int64.max - 1]
+            for id in [Int64.max, Int64.max - 1, first + 1, first + 2, first + 3] {
+                let me = try await api.request(.get, "/auth/me", token: try await TestAPI.token(sub: String(id), name: nil))
+                #expect(me.status == .ok, "\(id): \(me.raw)")
+                taken.insert(id)
+            }
+            for _ in 0..<3 {
+                let id = try await register()
+                #expect(id > first && !taken.contains(id), "registered as \(id)")
+            }
+        }
+    }
+
+    /// Issue 12.12: names that look the same to people cannot both register.
+    @Test func loginNamesAreUniqueUpToCaseAndCompatibilityForms() async throws {
+        try await withApp { api in
+            let n = UInt32.random(in: 0...UInt32.max)
+            func register(_ name: String) async throws -> JSONResponse {
+                try await api.request(.post, "/auth/register", json: ["user_name": name, "password": "correct horse"])
+            }
+            #expect(try await register("Kim-\(n)").status == .created)
+            for lookalike in ["kim-\(n)", "KIM-\(n)", "Ｋｉｍ-\(n)"] {
+                let response = try await register(lookalike)
+                #expect(response.status == .conflict, "\(lookalike): \(response.raw)")
+            }
+            for invisible in ["ab\u{202E}cd-\(n)", "ab\u{200B}cd-\(n)", "ab\u{7}cd-\(n)", "ab\u{2028}cd-\(n)", "pаypal-\(n)"] {
+                let response = try await register(invisible)
+                #expect(response.status == .unprocessableContent, "\(invisible.unicodeScalars.map { String($0.value, radix: 16) }): \(response.raw)")
+                #expect(response.detail != nil)
+            }
+            // Joined emoji, Korean beside Latin, and a whole Cyrillic name are fine.
+            for fine in ["👨\u{200D}👩\u{200D}👧-\(n)", "민수Kim-\(n)", "Дмитрий-\(n)"] {
+                let response = try await register(fine)
+                #expect(response.status == .created, "\(fine): \(response.raw)")
+            }
+            // Login still takes the name exactly as registered.
+            let login = try await api.request(.post, "/auth/login", json: ["user_name": "Kim-\(n)", "password": "correct horse"])
+            #expect(login.status == .ok)
+        }
+    }
+
     @Test func tokenFailuresAre401WithBearerChallenge() async throws {
         try await withApp { api in
             let keys = JWTKeyCollection()
