@@ -81,6 +81,7 @@ let package = Package(
             name: "ChatCLI",
             dependencies: [
                 "ChatServer",
+                "ChatCore",
                 "Postgres",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),

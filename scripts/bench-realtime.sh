@@ -17,5 +17,5 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 swift build -c release --product chat-server >&2
 swift build -c release --product RealtimeBench >&2
 BIN="$(swift build -c release --show-bin-path)"
-MIGRATIONS_DIR="$ROOT/sql" "$BIN/chat-server" migrate >&2
+"$BIN/chat-server" migrate >&2
 "$BIN/RealtimeBench" --server "$BIN/chat-server" "$@"

@@ -16,7 +16,7 @@ trap 'kill "${SERVER_PID:-0}" 2>/dev/null; stop_local_postgres "$ROOT/.pgdata-be
 recreate_database
 swift build -c release --product chat-server >&2
 BIN="$(swift build -c release --show-bin-path)/chat-server"
-MIGRATIONS_DIR="$ROOT/sql" "$BIN" migrate >&2
+"$BIN" migrate >&2
 
 log "seeding $ROWS messages"
 start=$(date +%s.%N)

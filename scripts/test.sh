@@ -10,7 +10,6 @@ start_local_postgres "$ROOT/.pgdata-test" "${TEST_PG_PORT:-54330}"
 trap 'stop_local_postgres "$ROOT/.pgdata-test"' EXIT
 recreate_database
 
-export MIGRATIONS_DIR="$ROOT/sql"
 log "checking the Compose deployment (deploy/)"
 bash "$ROOT/scripts/check-deploy.sh"
 log "building"

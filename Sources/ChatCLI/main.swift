@@ -1,4 +1,5 @@
 import ArgumentParser
+import ChatCore
 import ChatServer
 import Foundation
 import Logging
@@ -12,6 +13,13 @@ struct ChatServerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chat-server",
         abstract: "PostgreSQL-backed chat API server.",
+        discussion: """
+            Configured by environment variables, and by a .env file in the working directory \
+            (ENV_FILE names another) for keys the environment does not set. \
+            .env.example and the README describe each one; the server reads:
+
+            \(AppConfiguration.environmentKeys.joined(separator: " "))
+            """,
         subcommands: [Serve.self, Migrate.self],
         defaultSubcommand: Serve.self)
 }
@@ -39,42 +47,96 @@ struct Serve: AsyncParsableCommand {
             services: [.init(service: app), .init(service: WebSocketDrain(sockets: sockets, grace: grace, logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         group.maximumGracefulShutdownDuration = grace * 2 + .seconds(5)
-        try await ServiceGroup(configuration: group).run()
+        do {
+            try await ServiceGroup(configuration: group).run()
+        } catch let error as PostgresError {
+            throw CommandFailure(error, databaseURL: configuration.databaseURL)
+        }
     }
 }
 
 struct Migrate: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Apply pending SQL migrations from MIGRATIONS_DIR (default ./sql) and exit.")
+        abstract: "Apply pending SQL migrations (those built into this binary, or MIGRATIONS_DIR's) and exit.",
+        discussion: "Needs DATABASE_URL only. Several processes may migrate at once: an advisory lock serialises them.")
+
+    @Flag(help: "List applied and pending migrations; apply nothing.")
+    var status = false
 
     func run() async throws {
-        let configuration = try loadConfiguration(requireSecret: false)
-        let logger = makeLogger(configuration.logLevel)
-        let client = PostgresClient(
-            configuration: PostgresConfiguration(url: configuration.databaseURL, applicationName: "chat-server-migrate"),
-            logger: logger)
-        let migrations = try Migrator.loadMigrations(
-            from: URL(fileURLWithPath: configuration.migrationsDirectory, isDirectory: true))
+        let settings: AppConfiguration.MigrationSettings
         do {
-            let applied = try await Migrator(client: client, logger: logger).migrate(migrations)
-            print(applied.isEmpty ? "Database is up to date." : "Applied migrations: \(applied.joined(separator: ", "))")
+            settings = try AppConfiguration.MigrationSettings.fromEnvironment(try environment())
+        } catch let error as AppConfiguration.Invalid {
+            throw CommandFailure(description: "configuration error: \(error.description)")
+        }
+        let logger = makeLogger(settings.logLevel)
+        let migrations = try ChatSchema.migrations(overrideDirectory: settings.migrationsDirectory)
+        let client = PostgresClient(
+            configuration: PostgresConfiguration(url: settings.databaseURL, applicationName: "chat-server-migrate"),
+            logger: logger)
+        let migrator = Migrator(client: client, logger: logger)
+        do {
+            if status {
+                for state in try await migrator.status(of: migrations) {
+                    switch state {
+                    case .applied(let migration, let at):
+                        print("applied  \(migration.name)  \(PostgresTimestamp.format(at))")
+                    case .pending(let migration):
+                        print("pending  \(migration.name)")
+                    case .unknown(let version, let at):
+                        print("applied  \(version) (not known to this binary: a newer one applied it)  \(PostgresTimestamp.format(at))")
+                    }
+                }
+            } else {
+                let applied = try await migrator.migrate(migrations)
+                print(applied.isEmpty ? "Database is up to date." : "Applied migrations: \(applied.joined(separator: ", "))")
+            }
         } catch let error as PostgresError {
             await client.shutdown()
-            throw ValidationError("migration failed: \(error.debugDescription)")
+            throw CommandFailure(error, databaseURL: settings.databaseURL)
         }
         await client.shutdown()
     }
 }
 
-func loadConfiguration(requireSecret: Bool = true) throws -> AppConfiguration {
-    var environment = ProcessInfo.processInfo.environment
-    if !requireSecret, environment["JWT_SECRET"] == nil {
-        environment["JWT_SECRET"] = "placeholder: this command signs and verifies no token"
+/// A failure reported as one line, without the usage text ArgumentParser prints for
+/// validation errors.
+struct CommandFailure: Error, CustomStringConvertible {
+    var description: String
+
+    init(description: String) {
+        self.description = description
     }
+
+    /// Says what failed: for a connection failure, where the server tried to connect
+    /// (never the password) and libpq's reason; else the database's full error.
+    init(_ error: PostgresError, databaseURL: String) {
+        let target = PostgresConfiguration(url: databaseURL).target ?? "DATABASE_URL"
+        switch error.kind {
+        case .connectionFailed, .connectionClosed:
+            description = "cannot connect to PostgreSQL (\(target)): \(error.message.trimmingCharacters(in: .whitespacesAndNewlines))"
+        default:
+            description = "database error (\(target)): \(error.debugDescription)"
+        }
+    }
+}
+
+/// The process environment, with a `.env` file's values for keys it lacks.
+func environment() throws -> [String: String] {
+    let environment = ProcessInfo.processInfo.environment
     do {
-        return try AppConfiguration.fromEnvironment(environment)
+        return try DotEnv.merged(into: environment, file: environment["ENV_FILE"] ?? ".env")
+    } catch let error as DotEnv.Invalid {
+        throw CommandFailure(description: "configuration error: \(error.description)")
+    }
+}
+
+func loadConfiguration() throws -> AppConfiguration {
+    do {
+        return try AppConfiguration.fromEnvironment(try environment())
     } catch let error as AppConfiguration.Invalid {
-        throw ValidationError("configuration error: \(error.description)")
+        throw CommandFailure(description: "configuration error: \(error.description)")
     }
 }
 

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Postgres
 
 /// Every setting of the server, read from the environment in one place. `.env.example`
 /// lists each key with its default.
@@ -27,8 +28,9 @@ public struct AppConfiguration: Sendable {
     public var developmentMode: Bool
     /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`, default true).
     public var migrateOnStart: Bool
-    /// Directory of the numbered `.sql` migration files.
-    public var migrationsDirectory: String
+    /// A directory of numbered `.sql` files to migrate with instead of the migrations this
+    /// binary carries (`MIGRATIONS_DIR`); nil: the embedded ones.
+    public var migrationsDirectory: String?
     /// Seconds between retention runs (`RETENTION_INTERVAL_SECONDS`); 0 turns the job off.
     public var retentionIntervalSeconds: Int
     /// Messages deleted per retention transaction.
@@ -142,7 +144,7 @@ public struct AppConfiguration: Sendable {
         accessTokenTTLSeconds: Int = 86_400, uploadDirectory: String = "./uploads", publicBaseURL: String = "",
         maxUploadBytes: Int = 20 * 1024 * 1024, databasePoolSize: Int = 10, databasePoolTimeoutSeconds: Double = 5,
         bcryptCost: Int = 12, logLevel: Logger.Level = .info, developmentMode: Bool = false,
-        migrateOnStart: Bool = true, migrationsDirectory: String = "sql", retentionIntervalSeconds: Int = 3600,
+        migrateOnStart: Bool = true, migrationsDirectory: String? = nil, retentionIntervalSeconds: Int = 3600,
         retentionBatchSize: Int = 500
     ) {
         self.databaseURL = databaseURL
@@ -168,16 +170,55 @@ public struct AppConfiguration: Sendable {
         public var description: String
     }
 
+    /// What `chat-server migrate` needs: no secret, no server settings.
+    public struct MigrationSettings: Sendable {
+        public var databaseURL: String
+        public var logLevel: Logger.Level
+        public var migrationsDirectory: String?
+
+        public static func fromEnvironment(_ environment: [String: String]) throws -> MigrationSettings {
+            try read(EnvironmentReader(environment))
+        }
+
+        static func read(_ env: EnvironmentReader) throws -> MigrationSettings {
+            guard let databaseURL = env.value("DATABASE_URL") else {
+                throw Invalid(description: "DATABASE_URL is required (a libpq URI such as postgresql://user@host/db)")
+            }
+            if let scheme = databaseURL.range(of: "://").map({ databaseURL[..<$0.lowerBound].lowercased() }),
+                !["postgresql", "postgres"].contains(scheme)
+            {
+                throw Invalid(
+                    description: "DATABASE_URL must be a PostgreSQL URI (postgresql://user:password@host:port/database), not \(scheme)://")
+            }
+            guard PostgresConfiguration(url: databaseURL).target != nil else {
+                throw Invalid(
+                    description: "DATABASE_URL is not a libpq connection string (postgresql://user:password@host:port/database or key=value pairs)")
+            }
+            guard let level = Logger.Level(rawValue: env.value("LOG_LEVEL")?.lowercased() ?? "info") else {
+                throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            }
+            return MigrationSettings(
+                databaseURL: databaseURL, logLevel: level, migrationsDirectory: env.value("MIGRATIONS_DIR"))
+        }
+    }
+
+    /// Every environment variable the server reads (for `--help`, and the test that
+    /// `.env.example` lists exactly these).
+    public static let environmentKeys: [String] = {
+        let reader = EnvironmentReader(["DATABASE_URL": "postgresql:///x", "JWT_SECRET": String(repeating: "k", count: 32)])
+        _ = try? read(reader)
+        return reader.keysRead
+    }()
+
     /// Reads the configuration from environment variables.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> AppConfiguration
     {
-        func value(_ key: String) -> String? {
-            guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
-                return nil
-            }
-            return value
-        }
+        try read(EnvironmentReader(environment))
+    }
+
+    static func read(_ env: EnvironmentReader) throws -> AppConfiguration {
+        func value(_ key: String) -> String? { env.value(key) }
         func int(_ key: String, _ defaultValue: Int, _ range: ClosedRange<Int>) throws -> Int {
             guard let text = value(key) else { return defaultValue }
             guard let number = Int(text), range.contains(number) else {
@@ -194,9 +235,7 @@ public struct AppConfiguration: Sendable {
             }
         }
         let development = ["development", "dev"].contains(value("CHAT_ENV")?.lowercased() ?? "")
-        guard let databaseURL = value("DATABASE_URL") else {
-            throw Invalid(description: "DATABASE_URL is required (a libpq URI such as postgresql://user@host/db)")
-        }
+        let migration = try MigrationSettings.read(env)
         let secret: String
         if let configured = value("JWT_SECRET") {
             guard configured.utf8.count >= 32 else {
@@ -207,9 +246,6 @@ public struct AppConfiguration: Sendable {
             secret = developmentJWTSecret
         } else {
             throw Invalid(description: "JWT_SECRET is required (set CHAT_ENV=development to use a built-in one)")
-        }
-        guard let level = Logger.Level(rawValue: value("LOG_LEVEL")?.lowercased() ?? "info") else {
-            throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
         }
         var realtime = RealtimeSettings()
         if let instanceID = value("INSTANCE_ID") { realtime.instanceID = instanceID }
@@ -237,7 +273,7 @@ public struct AppConfiguration: Sendable {
         database.sendBatchMax = try int("SEND_BATCH_MAX", database.sendBatchMax, 1...1000)
         database.authCacheMilliseconds = try int("AUTH_CACHE_MS", database.authCacheMilliseconds, 0...60_000)
         var configuration = AppConfiguration(
-            databaseURL: databaseURL,
+            databaseURL: migration.databaseURL,
             host: value("HOST") ?? "0.0.0.0",
             port: try int("PORT", 8000, 0...65535),
             jwtSecret: secret,
@@ -248,10 +284,10 @@ public struct AppConfiguration: Sendable {
             databasePoolSize: try int("DB_POOL_SIZE", 10, 1...500),
             databasePoolTimeoutSeconds: Double(try int("DB_POOL_TIMEOUT_MS", 5000, 1...600_000)) / 1000,
             bcryptCost: try int("BCRYPT_COST", 12, 4...31),
-            logLevel: level,
+            logLevel: migration.logLevel,
             developmentMode: development,
             migrateOnStart: try bool("MIGRATE_ON_START", true),
-            migrationsDirectory: value("MIGRATIONS_DIR") ?? "sql",
+            migrationsDirectory: migration.migrationsDirectory,
             retentionIntervalSeconds: try int("RETENTION_INTERVAL_SECONDS", 3600, 0...604_800),
             retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
         configuration.realtime = realtime
@@ -275,5 +311,23 @@ public struct AppConfiguration: Sendable {
         configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
         configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)
         return configuration
+    }
+}
+
+/// Environment lookups that note which keys were read. Empty and blank values count as unset.
+final class EnvironmentReader {
+    private let environment: [String: String]
+    private(set) var keysRead: [String] = []
+
+    init(_ environment: [String: String]) {
+        self.environment = environment
+    }
+
+    func value(_ key: String) -> String? {
+        if !keysRead.contains(key) { keysRead.append(key) }
+        guard let value = environment[key]?.trimmingCharacters(in: .whitespaces), !value.isEmpty else {
+            return nil
+        }
+        return value
     }
 }

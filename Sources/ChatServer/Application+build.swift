@@ -103,8 +103,7 @@ public func buildApplication(
         logger: logger)
     if configuration.migrateOnStart {
         app.beforeServerStarts {
-            let migrations = try Migrator.loadMigrations(
-                from: URL(fileURLWithPath: configuration.migrationsDirectory, isDirectory: true))
+            let migrations = try ChatSchema.migrations(overrideDirectory: configuration.migrationsDirectory)
             try await Migrator(client: postgres, logger: logger).migrate(migrations)
         }
     }

@@ -15,8 +15,7 @@ public final class ServerProcess: Sendable {
     public let environment: [String: String]
     /// Where stdout and stderr go (appended across restarts).
     public let logFile: URL
-    /// The child's working directory (nil: this process's). The server reads `./sql` unless
-    /// `MIGRATIONS_DIR` is set.
+    /// The child's working directory (nil: this process's).
     public let workingDirectory: URL?
     private let child = ChildProcess()
 

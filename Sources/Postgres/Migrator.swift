@@ -12,6 +12,20 @@ public struct Migrator: Sendable {
         public var version: String
         public var name: String
         public var sql: String
+
+        public init(version: String, name: String, sql: String) {
+            self.version = version
+            self.name = name
+            self.sql = sql
+        }
+    }
+
+    /// One version's state in a database (`migrate --status`).
+    public enum VersionState: Sendable, Equatable {
+        case applied(Migration, at: Date)
+        case pending(Migration)
+        /// Recorded in the database but unknown to this program (a newer one applied it).
+        case unknown(version: String, at: Date)
     }
 
     /// Arbitrary constant identifying the migration lock.
@@ -62,6 +76,24 @@ public struct Migrator: Sendable {
             _ = try? await connection.execute("SELECT pg_advisory_unlock(\(Self.advisoryLockKey))")
             throw error
         }
+    }
+
+    /// Every known migration, applied or pending, and any recorded version not among them.
+    public func status(of migrations: [Migration]) async throws -> [VersionState] {
+        let exists = try await client.queryRow("SELECT to_regclass('schema_migrations') IS NOT NULL AS present")
+        var applied: [String: Date] = [:]
+        if try exists.decode(Bool.self, "present") {
+            for row in try await client.query("SELECT version, applied_at FROM schema_migrations") {
+                applied[try row.decode(String.self, "version")] = try row.decode(Date.self, "applied_at")
+            }
+        }
+        let known = Set(migrations.map(\.version))
+        let states = migrations.map { migration in
+            applied[migration.version].map { VersionState.applied(migration, at: $0) } ?? .pending(migration)
+        }
+        let unknown = applied.filter { !known.contains($0.key) }.sorted { $0.key < $1.key }
+            .map { VersionState.unknown(version: $0.key, at: $0.value) }
+        return states + unknown
     }
 
     private func run(_ migrations: [Migration], on connection: PostgresConnection) async throws -> [String] {

@@ -1,3 +1,5 @@
+import CLibPQ
+
 /// How to reach the database and size the pool.
 public struct PostgresConfiguration: Sendable {
     /// A libpq connection URI (`postgresql://user:pass@host:5432/db`) or key/value string.
@@ -44,5 +46,25 @@ public struct PostgresConfiguration: Sendable {
             let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: " ", with: "\\ ")
             return "-c \(name)=\(escaped)"
         }.joined(separator: " ")
+    }
+
+    /// Where `url` points, for error messages: host, port, database and user as libpq reads
+    /// them (defaults filled in), never the password. Nil when libpq cannot parse it.
+    public var target: String? {
+        var error: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(url, &error) else {
+            if let error { PQfreemem(error) }
+            return nil
+        }
+        defer { PQconninfoFree(options) }
+        var values: [String: String] = [:]
+        var option = options
+        while let keyword = option.pointee.keyword {
+            if let value = option.pointee.val { values[String(cString: keyword)] = String(cString: value) }
+            option += 1
+        }
+        let host = values["host"] ?? values["hostaddr"] ?? "the local socket"
+        let user = values["user"] ?? "the OS user"
+        return "host \(host), port \(values["port"] ?? "5432"), database \(values["dbname"] ?? user), user \(user)"
     }
 }
