@@ -48,6 +48,9 @@ public struct AppConfiguration: Sendable {
     public var rateLimits = RateLimitSettings()
     /// Bearer token `/metrics` requires (`METRICS_TOKEN`); unset, only clients on this host may read it.
     public var metricsToken: String?
+    /// Web origins allowed to call the API and open WebSockets from a browser
+    /// (`CORS_ALLOWED_ORIGINS`: comma-separated, or `*`); off by default.
+    public var cors = CORSPolicy.off
 
     /// Limits on the server's database sessions and the send path's batching.
     public struct DatabaseSettings: Sendable {
@@ -304,6 +307,7 @@ public struct AppConfiguration: Sendable {
         limits.framesPerSecond = try int("WS_FRAMES_PER_SECOND", limits.framesPerSecond, 0...100_000)
         limits.trustForwardedFor = try bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
         configuration.rateLimits = limits
+        configuration.cors = try CORSPolicy(parsing: value("CORS_ALLOWED_ORIGINS"))
         configuration.metricsToken = value("METRICS_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
         configuration.changeLogRetentionDays = try int("CHANGE_LOG_RETENTION_DAYS", 7, 1...3650)

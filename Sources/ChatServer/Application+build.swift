@@ -66,7 +66,8 @@ public func buildApplication(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
-        settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser
+        settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
+        cors: configuration.cors
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
@@ -123,6 +124,7 @@ func buildRouter(
     // Metrics outside the error middleware, so every request is counted and timed with the
     // status it was answered with (errors included), not as a thrown error.
     router.add(middleware: MetricsMiddleware())
+    router.add(middleware: CORSMiddleware(policy: configuration.cors))
     router.add(middleware: ErrorMiddleware())
     let registry = RouteRegistry()
 

@@ -169,3 +169,23 @@ import HTTPTypes
         }
     }
 }
+
+@Suite struct CORSDefaultTests {
+    /// Without CORS_ALLOWED_ORIGINS nothing changes: no CORS headers, OPTIONS is 405.
+    @Test func corsIsOffByDefault() async throws {
+        try await withApp { api in
+            let preflight = try await api.request(
+                .options, "/chat/rooms/", headers: [.origin: "https://app.example.com", .accessControlRequestMethod: "POST"])
+            #expect(preflight.status == .methodNotAllowed)
+            #expect(preflight.headers[.accessControlAllowOrigin] == nil)
+        }
+    }
+
+    @Test func originsMustBeOrigins() throws {
+        #expect(throws: AppConfiguration.Invalid.self) { try CORSPolicy(parsing: "app.example.com") }
+        #expect(throws: AppConfiguration.Invalid.self) { try CORSPolicy(parsing: "https://app.example.com/") }
+        #expect(try CORSPolicy(parsing: " * ") == .anyOrigin)
+        #expect(try CORSPolicy(parsing: "") == .off)
+        #expect(try CORSPolicy(parsing: "https://A.example, http://b.example:8080") == .origins(["https://a.example", "http://b.example:8080"]))
+    }
+}

@@ -71,6 +71,8 @@ struct WebSocketController {
     let rateLimits: AppConfiguration.RateLimitSettings
     /// Messages per user (REST and WebSocket share it).
     let sends: RateLimiter<Int64>
+    /// Browser origins allowed to open sockets (`CORS_ALLOWED_ORIGINS`).
+    let cors: CORSPolicy
 
     static let openSockets = Meter(label: "chat_ws_open_sockets")
 
@@ -137,6 +139,9 @@ struct WebSocketController {
 
     private func admit(_ request: Request, context: ChatWebSocketContext, room: Bool) async -> Admission {
         do {
+            guard cors.admitsWebSocket(origin: request.headers[.origin]) else {
+                throw Rejection(code: 4403, reason: "Origin not allowed")
+            }
             let (user, tokenExpiresAt) = try await authenticate(request)
             guard room else { return .admitted(user, .userStream, catchUp: nil, tokenExpiresAt: tokenExpiresAt) }
             let (roomID, catchUp) = try await admitToRoom(request, context: context, user: user)
