@@ -24,6 +24,10 @@ public struct AppConfiguration: Sendable {
     public var bcryptThreads = 2
     public var bcryptMaxPending = 16
     public var logLevel: Logger.Level
+    /// `LOG_FORMAT`: `text` (default) or `json`, one object per line for log shippers.
+    public var logFormat = LogFormat.text
+    /// One info line per answered request (`ACCESS_LOG`, default true).
+    public var accessLog = true
     /// `CHAT_ENV=development`: allows a built-in JWT secret. Never in production.
     public var developmentMode: Bool
     /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`, default true).
@@ -178,6 +182,7 @@ public struct AppConfiguration: Sendable {
         public var databaseURL: String
         public var logLevel: Logger.Level
         public var migrationsDirectory: String?
+        public var logFormat: LogFormat
 
         public static func fromEnvironment(_ environment: [String: String]) throws -> MigrationSettings {
             try read(EnvironmentReader(environment))
@@ -201,7 +206,8 @@ public struct AppConfiguration: Sendable {
                 throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
             }
             return MigrationSettings(
-                databaseURL: databaseURL, logLevel: level, migrationsDirectory: env.value("MIGRATIONS_DIR"))
+                databaseURL: databaseURL, logLevel: level, migrationsDirectory: env.value("MIGRATIONS_DIR"),
+                logFormat: try LogFormat(parsing: env.value("LOG_FORMAT")))
         }
     }
 
@@ -307,6 +313,8 @@ public struct AppConfiguration: Sendable {
         limits.framesPerSecond = try int("WS_FRAMES_PER_SECOND", limits.framesPerSecond, 0...100_000)
         limits.trustForwardedFor = try bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
         configuration.rateLimits = limits
+        configuration.logFormat = migration.logFormat
+        configuration.accessLog = try bool("ACCESS_LOG", true)
         configuration.cors = try CORSPolicy(parsing: value("CORS_ALLOWED_ORIGINS"))
         configuration.metricsToken = value("METRICS_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
         configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
@@ -315,6 +323,25 @@ public struct AppConfiguration: Sendable {
         configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
         configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)
         return configuration
+    }
+}
+
+/// How log lines are written (`LOG_FORMAT`).
+public enum LogFormat: String, Sendable {
+    /// swift-log's text lines.
+    case text
+    /// One JSON object per line.
+    case json
+
+    init(parsing text: String?) throws(AppConfiguration.Invalid) {
+        guard let text else {
+            self = .text
+            return
+        }
+        guard let format = LogFormat(rawValue: text.lowercased()) else {
+            throw AppConfiguration.Invalid(description: "LOG_FORMAT must be text or json")
+        }
+        self = format
     }
 }
 

@@ -18,6 +18,7 @@ public func buildApplication(
     sockets: OpenSockets? = nil
 ) async throws -> some ApplicationProtocol {
     let sockets = sockets ?? OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
+    let serverMetrics = ServerMetrics(registry: metrics)
     let realtime = configuration.realtime
     let postgres = PostgresClient(
         configuration: PostgresConfiguration(
@@ -38,7 +39,8 @@ public func buildApplication(
             announces: realtime.announceChanges),
         logger: logger)
     let notifier = ChangeNotifier(
-        postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), logger: logger)
+        postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), metrics: serverMetrics,
+        logger: logger)
     let hub = RealtimeHub(
         postgres: postgres, sockets: sockets, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: .init(pollInterval: .seconds(realtime.pollSeconds), catchUpBatch: realtime.catchUpBatch),
@@ -60,14 +62,14 @@ public func buildApplication(
     let limits = RateLimits(configuration.rateLimits)
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
-        metrics: metrics, events: events, presence: presenceStore, writer: writer, limits: limits)
+        metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
-        cors: configuration.cors
+        cors: configuration.cors, metrics: serverMetrics
     ).addRoutes(to: webSocketRouter)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
@@ -79,7 +81,7 @@ public func buildApplication(
                 store: RetentionStore(db: postgres), files: FileStore(db: postgres),
                 storage: storage,
                 interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
-                changeLogDays: configuration.changeLogRetentionDays, logger: logger))
+                changeLogDays: configuration.changeLogRetentionDays, metrics: serverMetrics, logger: logger))
     }
     let clientTimeout = TimeAmount.seconds(Int64(configuration.httpIdleTimeoutSeconds))
     var app = Application(
@@ -113,7 +115,7 @@ public func buildApplication(
 
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
-    hasher: PasswordHasher, logger: Logger, metrics: PrometheusCollectorRegistry, events: any ChatEventSink, presence: PresenceStore,
+    hasher: PasswordHasher, logger: Logger, metrics: ServerMetrics, events: any ChatEventSink, presence: PresenceStore,
     writer: MessageWriter, limits: RateLimits
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
@@ -123,7 +125,7 @@ func buildRouter(
     let router = Router(context: ChatRequestContext.self)
     // Metrics outside the error middleware, so every request is counted and timed with the
     // status it was answered with (errors included), not as a thrown error.
-    router.add(middleware: MetricsMiddleware())
+    router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: configuration.accessLog))
     router.add(middleware: CORSMiddleware(policy: configuration.cors))
     router.add(middleware: ErrorMiddleware())
     let registry = RouteRegistry()

@@ -1,6 +1,5 @@
 import ChatCore
 import Logging
-import Metrics
 import ServiceLifecycle
 
 /// Runs the retention job every `interval`: deletes expired messages in batches (one
@@ -13,9 +12,8 @@ struct RetentionService: Service {
     let interval: Duration
     let batchSize: Int
     let changeLogDays: Int
+    let metrics: ServerMetrics
     let logger: Logger
-    let deletedCounter = Counter(label: "chat_retention_deleted_messages_total")
-    let runsCounter = Counter(label: "chat_retention_runs_total")
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -44,7 +42,7 @@ struct RetentionService: Service {
             }
             for path in batch.filePaths { await storage.remove(storedName: path) }
             total += batch.deletedMessages
-            deletedCounter.increment(by: batch.deletedMessages)
+            metrics.retentionDeletedMessages.increment(by: Int64(batch.deletedMessages))
             if batch.deletedMessages < batchSize { break }
         }
         var pruned = 0
@@ -52,7 +50,7 @@ struct RetentionService: Service {
             pruned += count
             if count < batchSize * 20 { break }
         }
-        runsCounter.increment()
+        metrics.retentionRuns.increment()
         // Files a crash left behind: partial uploads, and stored files whose message was
         // never committed or whose removal after a delete was lost (an hour's grace).
         var abandoned = await storage.sweepAbandonedUploads(olderThan: 3600)

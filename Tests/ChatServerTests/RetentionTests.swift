@@ -2,6 +2,7 @@ import ChatCore
 import Foundation
 import Logging
 import Postgres
+import Prometheus
 import Testing
 
 @testable import ChatServer
@@ -39,7 +40,8 @@ import Testing
 
             let service = RetentionService(
                 store: RetentionStore(db: db), files: FileStore(db: db), storage: UploadStorage(directory: directory, maxBytes: 1 << 20),
-                interval: .seconds(3600), batchSize: 2, changeLogDays: 2, logger: Logger(label: "retention-test"))
+                interval: .seconds(3600), batchSize: 2, changeLogDays: 2,
+                metrics: ServerMetrics(registry: PrometheusCollectorRegistry()), logger: Logger(label: "retention-test"))
             let deleted = try await service.runOnce()
             #expect((deleted ?? 0) >= 4)
             // Replays can no longer show what went: cursors before it must resync.

@@ -196,7 +196,7 @@ import Testing
             // The healthy subscriber is not held back by the slow one.
             #expect(try await healthy.messageIDs(count: sent.count) == sent)
             let metrics = try await http.request("GET", "/metrics")
-            #expect(metrics.text.contains("chat_ws_slow_client_disconnects_total 1"), "\(metrics.text.prefix(2000))")
+            #expect(metrics.text.contains("chat_ws_slow_client_closes_total 1"), "\(metrics.text.prefix(2000))")
             // Reading again, the slow client finds a bounded, in-order prefix of the messages
             // (what was in flight when it fell behind) and then the 4408 close frame: the
             // frames still queued were dropped, so the close frame came next.

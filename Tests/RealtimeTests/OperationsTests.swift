@@ -12,12 +12,63 @@ import Testing
             #expect(try await client.request("GET", "/chat/rooms/abc/", token: user.token).status == 422)
             #expect(try await client.request("GET", "/chat/rooms/", token: "bad").status == 401)
             let metrics = try await client.request("GET", "/metrics", token: nil).text
-            let requests = metrics.split(separator: "\n").filter { $0.hasPrefix("hb_request") && $0.contains("rooms") }
+            let requests = metrics.split(separator: "\n").filter { $0.hasPrefix("http_requests_total{") && $0.contains("rooms") }
             for status in ["404", "422", "401"] {
                 #expect(requests.contains { $0.contains("\"\(status)\"") }, "\(status) in \(requests)")
             }
             #expect(!requests.contains { $0.contains("\"500\"") }, "\(requests)")
+            #expect(requests.contains { $0.contains("route=\"/chat/rooms/{room_id}\"") }, "route templates, not paths: \(requests)")
+
+            // Prometheus naming: every family has HELP, counters end in _total, durations in _seconds.
+            let lines = metrics.split(separator: "\n")
+            let types = lines.filter { $0.hasPrefix("# TYPE ") }.map { $0.split(separator: " ") }
+            let helped = Set(lines.filter { $0.hasPrefix("# HELP ") }.map { $0.split(separator: " ")[2] })
+            #expect(types.count >= 15)
+            for type in types {
+                #expect(helped.contains(type[2]), "\(type[2]) has no HELP")
+                if type[3] == "counter" { #expect(type[2].hasSuffix("_total"), "\(type[2])") }
+                if type[3] == "histogram" { #expect(type[2].hasSuffix("_seconds"), "\(type[2])") }
+            }
+            for family in ["http_request_duration_seconds_bucket", "process_cpu_seconds_total", "process_resident_memory_bytes",
+                "process_open_fds", "chat_ws_open_sockets", "db_pool_waiting_requests"]
+            {
+                #expect(metrics.contains(family), "\(family) missing")
+            }
             await client.close()
+        }
+    }
+
+    /// Each request gets an id (the client's X-Request-ID, else a new one), returned in
+    /// X-Request-ID and on its access log line, which LOG_FORMAT=json writes as JSON.
+    @Test func requestsAreLoggedOnceWithTheirID() async throws {
+        try await withCluster(1, environment: ["LOG_FORMAT": "json", "LOG_LEVEL": "info"]) { cluster in
+            let user = try await cluster.makeUser()
+            let client = cluster.http(cluster.a)
+            let id = "trace-\(UInt32.random(in: 0...UInt32.max))"
+            let answered = try await client.request(
+                "GET", "/chat/rooms/9000000000000/", headers: [("Authorization", "Bearer \(user.token)"), ("X-Request-ID", id)])
+            #expect(answered.status == 404)
+            #expect(answered.header("X-Request-ID") == id)
+            let generated = try await client.request("GET", "/health", headers: [("X-Request-ID", "bad id with spaces")])
+            let other = try #require(generated.header("X-Request-ID"))
+            #expect(other != "bad id with spaces" && !other.isEmpty)
+            await client.close()
+
+            var line: [String: Any]?
+            for _ in 0..<50 where line == nil {
+                let log = (try? String(contentsOf: cluster.a.logFile, encoding: .utf8)) ?? ""
+                line = log.split(separator: "\n").lazy
+                    .compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+                    .first { $0["hb.request.id"] as? String == id && $0["message"] as? String == "request" }
+                if line == nil { try await Task.sleep(for: .milliseconds(100)) }
+            }
+            let entry = try #require(line, "no JSON access log line with request id \(id)")
+            #expect(entry["level"] as? String == "info")
+            #expect(entry["http.method"] as? String == "GET")
+            #expect(entry["http.route"] as? String == "/chat/rooms/{room_id}")
+            #expect(entry["http.status"] as? String == "404")
+            #expect(entry["chat.user_id"] as? String == String(user.id))
+            #expect(entry["http.duration_ms"] != nil && entry["time"] != nil)
         }
     }
 

@@ -18,7 +18,10 @@ struct AuthMiddleware: RouterMiddleware {
             throw APIError.unauthorized("Not authenticated")
         }
         var context = context
-        context.user = try await authenticate(token: token)
+        let user = try await authenticate(token: token)
+        context.user = user
+        context.authenticatedUserID.withLockedValue { $0 = user.id }
+        context.logger[metadataKey: "chat.user_id"] = "\(user.id)"
         return try await next(request, context)
     }
 

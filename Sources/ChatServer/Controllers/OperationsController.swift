@@ -7,7 +7,7 @@ import Prometheus
 /// `/health`, `/ready`, `/metrics` and `/openapi.json`.
 struct OperationsController {
     let postgres: PostgresClient
-    let metrics: PrometheusCollectorRegistry
+    let metrics: ServerMetrics
     /// With a token, `/metrics` needs `Authorization: Bearer <token>`; without one it is
     /// served to clients on this host only (`METRICS_TOKEN`).
     let metricsToken: String?
@@ -55,18 +55,10 @@ struct OperationsController {
                     : APIError.unauthorized("Metrics need the METRICS_TOKEN as a bearer token")
             }
             let stats = postgres.statistics
-            for (name, help, value) in [
-                ("open", "Open database connections", stats.open),
-                ("idle", "Idle database connections", stats.idle),
-                ("waiting", "Requests waiting for a database connection", stats.waiting),
-            ] {
-                metrics.makeGauge(
-                    descriptor: MetricNameDescriptor(
-                        namespace: "db", subsystem: "pool", metricName: name, unitName: "connections", helpText: help)
-                ).set(Double(value))
-            }
+            metrics.setPool(open: stats.open, idle: stats.idle, waiting: stats.waiting)
+            metrics.setProcessMetrics()
             var buffer: [UInt8] = []
-            metrics.emit(into: &buffer)
+            metrics.registry.emit(into: &buffer)
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(bytes: buffer)))

@@ -1,6 +1,7 @@
 import ChatCore
 import Foundation
 import Hummingbird
+import NIOConcurrencyHelpers
 import NIOCore
 import Postgres
 
@@ -10,6 +11,9 @@ public struct ChatRequestContext: RequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     /// Set by `AuthMiddleware` on `/chat` routes.
     public var user: User?
+    /// The authenticated user's id, shared with the middleware outside `AuthMiddleware`
+    /// (the access log line).
+    let authenticatedUserID = NIOLockedValueBox<Int64?>(nil)
     /// The peer of the connection (a proxy's address behind one: see `Request.clientAddress`).
     public let remoteAddress: SocketAddress?
 

@@ -1,6 +1,6 @@
 import ChatCore
 import Logging
-import Metrics
+import Prometheus
 import NIOConcurrencyHelpers
 import Postgres
 import ServiceLifecycle
@@ -39,8 +39,11 @@ final class ChangeNotifier: ChatEventSink, Service {
     /// How long the first notice of a batch waits for others (0: send at once).
     private let batchWindow: Duration
 
-    init(postgres: PostgresClient, batchWindow: Duration, logger: Logger) {
+    private let metrics: ServerMetrics
+
+    init(postgres: PostgresClient, batchWindow: Duration, metrics: ServerMetrics, logger: Logger) {
         self.postgres = postgres
+        self.metrics = metrics
         self.batchWindow = batchWindow
         self.logger = logger
         (wakeUps, wakeUp) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
@@ -77,7 +80,6 @@ final class ChangeNotifier: ChatEventSink, Service {
 
     /// Notices queued before the queue is coalesced (`coalesce`).
     static let maxPending = 10_000
-    static let droppedNotices = Counter(label: "chat_notify_dropped_total")
 
     /// Shrinks a queue that passed `maxPending` (the database is unreachable, or a flood of
     /// typing) without losing an event that matters: a read mark, presence change or typing
@@ -113,7 +115,7 @@ final class ChangeNotifier: ChatEventSink, Service {
     }
 
     private func record(dropped: Int) {
-        Self.droppedNotices.increment(by: dropped)
+        metrics.droppedNotices.increment(by: Int64(dropped))
         logger.warning(
             "change notifications coalesced: superseded reads, presence or typing dropped",
             metadata: ["chat.dropped": "\(dropped)"])

@@ -1,6 +1,5 @@
 import ChatCore
 import Foundation
-import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -56,7 +55,6 @@ final class SocketSession: Sendable {
     }
 
     private static let ids = NIOLockedValueBox(0)
-    static let slowClients = Counter(label: "chat_ws_slow_client_disconnects_total")
 
     let id: Int
     let user: User
@@ -201,7 +199,6 @@ final class SocketSession: Sendable {
             }
             return (state.writer, state.spaceWaiters + state.subscribedWaiters, state.closeWaiter)
         }
-        if request == .tooSlow { Self.slowClients.increment() }
         writer?.resume(returning: .closing)
         waiters.forEach { $0.resume() }
         closeWaiter?.resume(returning: request)

@@ -3,7 +3,6 @@ import Foundation
 import Hummingbird
 import HummingbirdWebSocket
 import Logging
-import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
@@ -74,7 +73,7 @@ struct WebSocketController {
     /// Browser origins allowed to open sockets (`CORS_ALLOWED_ORIGINS`).
     let cors: CORSPolicy
 
-    static let openSockets = Meter(label: "chat_ws_open_sockets")
+    let metrics: ServerMetrics
 
     struct Rejection: Error {
         var code: Int
@@ -119,6 +118,7 @@ struct WebSocketController {
             await Self.boundBuffers(of: channel)
             let request = await run(session, catchUp: catchUp, inbound: inbound, outbound: outbound)
             if request == .tooSlow {
+                metrics.slowClientCloses.increment()
                 await Self.closeBehindClient(channel, request)
             } else {
                 await close(outbound, context: context, code: request.code, reason: request.reason)
@@ -216,8 +216,9 @@ struct WebSocketController {
     ) async -> SocketSession.CloseRequest {
         let roomID: Int64
         if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
-        Self.openSockets.increment()
-        defer { Self.openSockets.decrement() }
+        let open = metrics.openSockets(kind: roomID == 0 ? "user" : "room")
+        open.increment()
+        defer { open.decrement() }
         let input = SocketInput(limits: rateLimits)
         let request = await withTaskGroup(of: Void.self) { group in
 

@@ -33,6 +33,7 @@ struct Serve: AsyncParsableCommand {
     func run() async throws {
         var configuration = try loadConfiguration()
         if noMigrate { configuration.migrateOnStart = false }
+        bootstrapLogging(configuration.logFormat)
         let logger = makeLogger(configuration.logLevel)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
@@ -70,6 +71,7 @@ struct Migrate: AsyncParsableCommand {
         } catch let error as AppConfiguration.Invalid {
             throw CommandFailure(description: "configuration error: \(error.description)")
         }
+        bootstrapLogging(settings.logFormat)
         let logger = makeLogger(settings.logLevel)
         let migrations = try ChatSchema.migrations(overrideDirectory: settings.migrationsDirectory)
         let client = PostgresClient(

@@ -1,0 +1,113 @@
+import Foundation
+import Prometheus
+
+/// Every metric family the server exports at `/metrics`, each with its HELP text and
+/// Prometheus naming (`_total` counters, `_seconds` durations, base units), made once
+/// per application from its registry.
+public struct ServerMetrics: Sendable {
+    let registry: PrometheusCollectorRegistry
+
+    // WebSockets and delivery.
+    let slowClientCloses: Counter
+    let droppedNotices: Counter
+    // Retention.
+    let retentionDeletedMessages: Counter
+    let retentionRuns: Counter
+
+    static let durationBuckets: [Duration] = [
+        .milliseconds(1), .milliseconds(2.5), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50),
+        .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(2.5), .seconds(5), .seconds(10),
+    ]
+
+    /// A family name given whole (with its `_total`/`_seconds`/`_bytes` suffix) and its HELP.
+    static func descriptor(_ name: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(metricName: name, unitName: "", helpText: help)
+    }
+
+    public init(registry: PrometheusCollectorRegistry) {
+        self.registry = registry
+        func counter(_ name: String, _ help: String) -> Counter {
+            registry.makeCounter(descriptor: Self.descriptor(name, help))
+        }
+        slowClientCloses = counter(
+            "chat_ws_slow_client_closes_total", "WebSockets closed with 4408 because the client read too slowly")
+        droppedNotices = counter(
+            "chat_notify_coalesced_total", "Change notices dropped because a newer one superseded them (reads, presence, typing)")
+        retentionDeletedMessages = counter(
+            "chat_retention_deleted_messages_total", "Messages deleted for good by the retention job")
+        retentionRuns = counter("chat_retention_runs_total", "Retention job runs")
+        // Families that only get label sets later still show their HELP from the start.
+        _ = openSockets(kind: "room")
+        _ = openSockets(kind: "user")
+    }
+
+    // MARK: HTTP
+
+    func requestFinished(method: String, route: String, status: Int, duration: Duration) {
+        let labels = [("method", method), ("route", route), ("status", String(status))]
+        registry.makeCounter(
+            descriptor: Self.descriptor("http_requests_total", "HTTP requests answered, by route template and status"),
+            labels: labels
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: Self.descriptor("http_request_duration_seconds", "Time from a request's head to its answer, by route template and status"),
+            labels: labels, buckets: Self.durationBuckets
+        ).record(duration)
+    }
+
+    var requestsInFlight: Gauge {
+        registry.makeGauge(descriptor: Self.descriptor("http_requests_in_flight", "HTTP requests being answered"))
+    }
+
+    // MARK: WebSockets
+
+    func openSockets(kind: String) -> Gauge {
+        registry.makeGauge(
+            descriptor: Self.descriptor("chat_ws_open_sockets", "Open WebSockets, by kind (room or user stream)"),
+            labels: [("kind", kind)])
+    }
+
+    // MARK: Refreshed at each scrape
+
+    func setPool(open: Int, idle: Int, waiting: Int) {
+        for (name, help, value) in [
+            ("db_pool_open_connections", "Open database connections", open),
+            ("db_pool_idle_connections", "Idle database connections", idle),
+            ("db_pool_waiting_requests", "Requests waiting for a database connection", waiting),
+        ] {
+            registry.makeGauge(descriptor: Self.descriptor(name, help)).set(Double(value))
+        }
+    }
+
+    /// The standard process metrics, read from /proc (Linux).
+    func setProcessMetrics() {
+        guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),
+            let close = stat.lastIndex(of: ")")
+        else { return }
+        // Fields after the command name: state is field 3; utime 14, stime 15, starttime 22, rss 24.
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        func field(_ number: Int) -> Double? { fields.count > number - 3 ? Double(fields[number - 3]) : nil }
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        let page = Double(sysconf(Int32(_SC_PAGESIZE)))
+        func gauge(_ name: String, _ help: String, _ value: Double?) {
+            guard let value else { return }
+            registry.makeGauge(descriptor: Self.descriptor(name, help)).set(value)
+        }
+        if let user = field(14), let system = field(15) {
+            gauge("process_cpu_seconds_total", "User and system CPU time spent, in seconds", (user + system) / ticks)
+        }
+        gauge("process_resident_memory_bytes", "Resident memory size, in bytes", field(24).map { $0 * page })
+        if let start = field(22), let uptime = try? String(contentsOfFile: "/proc/uptime", encoding: .utf8),
+            let sinceBoot = uptime.split(separator: " ").first.flatMap({ Double($0) })
+        {
+            let bootTime = Date().timeIntervalSince1970 - sinceBoot
+            gauge("process_start_time_seconds", "Start time of the process since the Unix epoch, in seconds", bootTime + start / ticks)
+        }
+        let descriptors = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count).map(Double.init)
+        gauge("process_open_fds", "Open file descriptors", descriptors)
+        var limit = rlimit()
+        if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 {
+            gauge("process_max_fds", "Maximum number of open file descriptors", Double(limit.rlim_cur))
+        }
+    }
+}
