@@ -6,13 +6,13 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq-dev pkg-c
 WORKDIR /src
 COPY Package.swift ./
 RUN swift package resolve
+# Only the sources: Package.swift declares the test and benchmark targets only where
+# Tests/ and Benchmarks/ exist. The migrations are built into the binary.
 COPY Sources Sources
-COPY Benchmarks Benchmarks
-COPY Tests Tests
 RUN swift build -c release --product chat-server --static-swift-stdlib \
     && cp "$(swift build -c release --show-bin-path)/chat-server" /chat-server
 
-# Run stage: the binary, libpq and the migrations, as a non-root user.
+# Run stage: the binary and libpq, as a non-root user.
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends libpq5 ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
@@ -20,9 +20,9 @@ RUN apt-get update && apt-get install -y --no-install-recommends libpq5 ca-certi
     && mkdir -p /app/uploads && chown chat:chat /app/uploads
 WORKDIR /app
 COPY --from=build /chat-server /app/chat-server
-COPY sql /app/sql
-ENV HOST=0.0.0.0 PORT=8000 MIGRATIONS_DIR=/app/sql UPLOAD_DIR=/app/uploads
-VOLUME ["/app/uploads"]
+ENV HOST=0.0.0.0 PORT=8000 UPLOAD_DIR=/app/uploads
+# Uploads: mount one volume (or network file system) at /app/uploads shared by every
+# instance; a file stored by one is served by all (deploy/compose.yaml does this).
 USER chat
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -1,4 +1,5 @@
 // swift-tools-version:6.0
+import Foundation
 import PackageDescription
 
 let strict: [SwiftSetting] = [.enableUpcomingFeature("ExistentialAny")]
@@ -92,12 +93,16 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
-        .executableTarget(
-            name: "PostgresBench",
-            dependencies: ["Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser")],
-            path: "Benchmarks/PostgresBench",
-            swiftSettings: strict
-        ),
+    ]
+)
+
+// Tests and benchmarks only where their sources are: the Docker image builds from
+// Sources/ alone (no Tests/ or Benchmarks/ copied into it).
+func exists(_ path: String) -> Bool {
+    FileManager.default.fileExists(atPath: Context.packageDirectory + "/" + path)
+}
+if exists("Tests") {
+    package.targets += [
         // Clients for tests and benchmarks: WebSocket and HTTP/1.1 over NIO, JWT minting, and
         // launching `chat-server` and nginx processes.
         .target(
@@ -110,14 +115,7 @@ let package = Package(
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "JWTKit", package: "jwt-kit"),
             ],
-            swiftSettings: strict
-        ),
-        .executableTarget(
-            name: "RealtimeBench",
-            dependencies: [
-                "ChatTestKit", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            ],
-            path: "Benchmarks/RealtimeBench",
+            path: "Tests/ChatTestKit",
             swiftSettings: strict
         ),
         .testTarget(
@@ -149,4 +147,24 @@ let package = Package(
             swiftSettings: strict
         ),
     ]
-)
+}
+// The benchmark drivers (scripts/bench-*.sh) are built with CHAT_SERVER_BENCHMARKS=1, as
+// Hummingbird's manifest does with its own benchmarks.
+if exists("Benchmarks"), exists("Tests"), Context.environment["CHAT_SERVER_BENCHMARKS"] != nil {
+    package.targets += [
+        .executableTarget(
+            name: "PostgresBench",
+            dependencies: ["Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+            path: "Benchmarks/PostgresBench",
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "RealtimeBench",
+            dependencies: [
+                "ChatTestKit", "Postgres", .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/RealtimeBench",
+            swiftSettings: strict
+        ),
+    ]
+}

@@ -6,6 +6,7 @@
 # Usage: scripts/bench-postgres.sh [seconds-per-measurement]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+export CHAT_SERVER_BENCHMARKS=1   # Package.swift declares the benchmark drivers only then
 ensure_packages
 SECONDS_EACH="${1:-5}"
 if [ -z "${DATABASE_URL:-}" ]; then

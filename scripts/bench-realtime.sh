@@ -7,6 +7,7 @@
 # Needs about 2 × 10,000 file descriptors (ulimit -n; raised here when allowed).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 cd "$ROOT"
+export CHAT_SERVER_BENCHMARKS=1   # Package.swift declares the benchmark drivers only then
 ensure_packages
 if [ -z "${DATABASE_URL:-}" ]; then
     start_local_postgres "$ROOT/.pgdata-bench" 54331

@@ -23,7 +23,7 @@ DEPLOY_DIR=$(cd "${DEPLOY_DIR:-$ROOT/deploy}" && pwd)
 compose_file=$DEPLOY_DIR/compose.yaml
 env_example=$DEPLOY_DIR/chat.env.example
 nginx_conf=$DEPLOY_DIR/nginx.conf
-nginx_test_config=$ROOT/Sources/ChatTestKit/NginxProcess.swift
+nginx_test_config=$ROOT/Tests/ChatTestKit/NginxProcess.swift
 
 # docker-compose 1.29.2 is the last Python release (Compose v1). It requires PyYAML<6, and
 # PyYAML 5.4.1 (the newest such) has no wheel for Python 3.11 and does not build with
