@@ -79,6 +79,16 @@ public struct ServerMetrics: Sendable {
         }
     }
 
+    /// Objects of WebSocket connections still alive: equal to the open sockets once
+    /// upgrades end, unless something keeps closed connections alive.
+    func setConnectionObjects(sessions: Int, upgradeContexts: Int) {
+        registry.makeGauge(descriptor: Self.descriptor("chat_ws_sessions", "Socket sessions alive (open sockets unless one leaks)"))
+            .set(Double(sessions))
+        registry.makeGauge(
+            descriptor: Self.descriptor("chat_ws_upgrade_contexts", "WebSocket upgrade contexts alive, refused upgrades included (open sockets unless one leaks)")
+        ).set(Double(upgradeContexts))
+    }
+
     /// The standard process metrics, read from /proc (Linux).
     func setProcessMetrics() {
         guard let stat = try? String(contentsOfFile: "/proc/self/stat", encoding: .utf8),

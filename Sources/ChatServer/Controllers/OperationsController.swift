@@ -57,6 +57,9 @@ struct OperationsController {
             let stats = postgres.statistics
             metrics.setPool(open: stats.open, idle: stats.idle, waiting: stats.waiting)
             metrics.setProcessMetrics()
+            metrics.setConnectionObjects(
+                sessions: SocketSession.alive.withLockedValue { $0 },
+                upgradeContexts: WebSocketReferenceSlot.alive.withLockedValue { $0 })
             var buffer: [UInt8] = []
             metrics.registry.emit(into: &buffer)
             return Response(

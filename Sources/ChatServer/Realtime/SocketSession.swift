@@ -64,7 +64,15 @@ final class SocketSession: Sendable {
     let tokenExpiresAt: Date
     private let state = NIOLockedValueBox(State())
 
+    /// Sessions alive (`chat_ws_sessions`): the number of open sockets, unless one leaks.
+    static let alive = NIOLockedValueBox(0)
+
+    deinit {
+        Self.alive.withLockedValue { $0 -= 1 }
+    }
+
     init(user: User, kind: Kind, limits: Limits, tokenExpiresAt: Date = .distantFuture) {
+        Self.alive.withLockedValue { $0 += 1 }
         self.id = Self.ids.withLockedValue {
             $0 += 1
             return $0

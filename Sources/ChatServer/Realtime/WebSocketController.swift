@@ -32,6 +32,18 @@ struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
 final class WebSocketReferenceSlot: Sendable {
     private let box = NIOLockedValueBox<WebSocketHandlerReference<ChatWebSocketContext>?>(.init())
 
+    /// Upgrade contexts alive (`chat_ws_upgrade_contexts`): back to the number of open
+    /// sockets once upgrades end, unless a context leaks (the test of the workaround above).
+    static let alive = NIOLockedValueBox(0)
+
+    init() {
+        Self.alive.withLockedValue { $0 += 1 }
+    }
+
+    deinit {
+        Self.alive.withLockedValue { $0 -= 1 }
+    }
+
     var reference: WebSocketHandlerReference<ChatWebSocketContext> { box.withLockedValue { $0 } ?? .init() }
 
     func release() {
