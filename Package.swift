@@ -76,6 +76,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            exclude: ["OpenAPI/openapi.json", "OpenAPI/docs.html"],  // embedded by scripts/embed-resources.py
             swiftSettings: strict
         ),
         .executableTarget(

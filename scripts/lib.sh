@@ -5,12 +5,16 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Installs libpq-dev and PostgreSQL (and, with `ensure_packages nginx`, nginx) with
-# apt-get when they are missing.
+# Installs libpq-dev and PostgreSQL (and, with `ensure_packages nginx`, nginx and
+# chromium for the test suite) with apt-get when they are missing.
 ensure_packages() {
     local missing=()
     if [ "${1:-}" = nginx ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
         missing+=(nginx)
+    fi
+    # The test suite also loads /docs in a headless browser.
+    if [ "${1:-}" = nginx ] && ! command -v chromium >/dev/null 2>&1; then
+        missing+=(chromium)
     fi
     [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
     pg_bin >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)

@@ -15,7 +15,8 @@ public func buildApplication(
     logger: Logger,
     metrics: PrometheusCollectorRegistry = PrometheusCollectorRegistry(),
     events: any ChatEventSink = DiscardingEventSink(),
-    sockets: OpenSockets? = nil
+    sockets: OpenSockets? = nil,
+    routes registry: RouteRegistry = RouteRegistry()
 ) async throws -> some ApplicationProtocol {
     let sockets = sockets ?? OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
     let serverMetrics = ServerMetrics(registry: metrics)
@@ -62,7 +63,8 @@ public func buildApplication(
     let limits = RateLimits(configuration.rateLimits)
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
-        metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits)
+        metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits,
+        registry: registry)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
@@ -70,7 +72,7 @@ public func buildApplication(
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
         cors: configuration.cors, metrics: serverMetrics
-    ).addRoutes(to: webSocketRouter)
+    ).addRoutes(to: webSocketRouter, registry: registry)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
     // flushes, and the pool closes last.
@@ -116,7 +118,7 @@ public func buildApplication(
 func buildRouter(
     configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
     hasher: PasswordHasher, logger: Logger, metrics: ServerMetrics, events: any ChatEventSink, presence: PresenceStore,
-    writer: MessageWriter, limits: RateLimits
+    writer: MessageWriter, limits: RateLimits, registry: RouteRegistry
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
     let tokens = auth.tokens
@@ -128,7 +130,6 @@ func buildRouter(
     router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: configuration.accessLog))
     router.add(middleware: CORSMiddleware(policy: configuration.cors))
     router.add(middleware: ErrorMiddleware())
-    let registry = RouteRegistry()
 
     OperationsController(postgres: postgres, metrics: metrics, metricsToken: configuration.metricsToken)
         .addRoutes(to: Routes(group: router.group(), prefix: "", registry: registry))

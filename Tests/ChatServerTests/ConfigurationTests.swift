@@ -9,13 +9,21 @@ import Testing
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// The binary carries sql/ as it is: regenerate with `python3 scripts/embed-migrations.py`.
+    /// The binary carries sql/ as it is: regenerate with `python3 scripts/embed-resources.py`.
     @Test func embeddedMigrationsAreTheFilesInSQL() throws {
         let files = try Migrator.loadMigrations(from: Self.repository.appendingPathComponent("sql"))
         #expect(!files.isEmpty)
         #expect(
             ChatSchema.embeddedMigrations == files,
-            "sql/ and EmbeddedMigrations.generated.swift differ: run python3 scripts/embed-migrations.py")
+            "sql/ and EmbeddedMigrations.generated.swift differ: run python3 scripts/embed-resources.py")
+    }
+
+    /// /openapi.json and /docs serve the files in Sources/ChatServer/OpenAPI as they are.
+    @Test func embeddedOpenAPIResourcesAreTheFiles() throws {
+        let directory = Self.repository.appendingPathComponent("Sources/ChatServer/OpenAPI")
+        let hint = "run python3 scripts/embed-resources.py"
+        #expect(OpenAPIResources.document == (try String(contentsOf: directory.appendingPathComponent("openapi.json"), encoding: .utf8)), "\(hint)")
+        #expect(OpenAPIResources.docsPage == (try String(contentsOf: directory.appendingPathComponent("docs.html"), encoding: .utf8)), "\(hint)")
     }
 
     /// `.env.example` names every key the configuration reads, and no other.

@@ -19,7 +19,7 @@ import HTTPTypes
             #expect((openAPI["openapi"] as? String)?.hasPrefix("3.") == true)
             let paths = try #require(openAPI["paths"] as? [String: Any])
             for path in [
-                "/auth/register", "/chat/rooms/", "/chat/rooms/{room_id}/messages/", "/chat/rooms/{room_id}/search/",
+                "/auth/register/", "/chat/rooms/", "/chat/rooms/{room_id}/messages/", "/chat/rooms/{room_id}/search/",
                 "/chat/search/", "/chat/rooms/{room_id}/settings/", "/uploads/{name}", "/chat/rooms/{room_id}/read/",
             ] {
                 #expect(paths[path] != nil, "\(path)")

@@ -14,6 +14,7 @@ import NIOConcurrencyHelpers
 func withApp<R: Sendable>(
     configure: (inout AppConfiguration) -> Void = { _ in },
     events: any ChatEventSink = DiscardingEventSink(),
+    routes: RouteRegistry = RouteRegistry(),
     _ body: @Sendable @escaping (TestAPI) async throws -> R
 ) async throws -> R {
     guard let url = ProcessInfo.processInfo.environment["DATABASE_URL"], !url.isEmpty else {
@@ -31,7 +32,7 @@ func withApp<R: Sendable>(
     configure(&configuration)
     var logger = Logger(label: "chat-tests")
     logger.logLevel = .warning
-    let app = try await buildApplication(configuration: configuration, logger: logger, events: events)
+    let app = try await buildApplication(configuration: configuration, logger: logger, events: events, routes: routes)
     return try await app.test(.router) { client in
         try await body(TestAPI(client: client))
     }
@@ -90,6 +91,7 @@ struct TestAPI: Sendable {
         let response = try await client.execute(uri: path, method: method, headers: headers, body: body)
         let text = String(buffer: response.body)
         let parsed = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        OpenAPIConformance.shared.check(method: method, uri: path, status: response.status.code, contentType: response.headers[.contentType], json: parsed)
         return JSONResponse(status: response.status, headers: response.headers, raw: text, json: parsed)
     }
 
@@ -129,6 +131,7 @@ struct TestAPI: Sendable {
             uri: "/chat/rooms/\(roomID)/messages/", method: .post, headers: headers, body: ByteBuffer(bytes: body))
         let text = String(buffer: response.body)
         let parsed = try? JSONSerialization.jsonObject(with: Data(text.utf8), options: [.fragmentsAllowed])
+        OpenAPIConformance.shared.check(method: .post, uri: "/chat/rooms/\(roomID)/messages/", status: response.status.code, contentType: response.headers[.contentType], json: parsed)
         return JSONResponse(status: response.status, headers: response.headers, raw: text, json: parsed)
     }
 

@@ -43,7 +43,18 @@ struct OperationsController {
         routes.on("openapi.json", .get) { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json; charset=utf-8"],
-                body: .init(byteBuffer: ByteBuffer(string: OpenAPIDocument.json)))
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIResources.document)))
+        }
+        // The reference page: self-contained (inline script and style, no network but this
+        // server's /openapi.json).
+        routes.on("docs", .get) { _, _ in
+            Response(
+                status: .ok,
+                headers: [
+                    .contentType: "text/html; charset=utf-8",
+                    .contentSecurityPolicy: "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; img-src data:",
+                ],
+                body: .init(byteBuffer: ByteBuffer(string: OpenAPIResources.docsPage)))
         }
         routes.on("metrics", .get) { request, context in
             guard

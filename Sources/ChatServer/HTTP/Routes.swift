@@ -1,9 +1,24 @@
 import Hummingbird
 
 /// Registers routes and remembers which methods each path has, so that the other methods
-/// answer 405 (with `Allow`) instead of the router's 404.
-final class RouteRegistry: @unchecked Sendable {
+/// answer 405 (with `Allow`) instead of the router's 404; also the list a test compares
+/// with the OpenAPI document.
+public final class RouteRegistry: @unchecked Sendable {
     private var methods: [(path: String, methods: [HTTPRequest.Method])] = []
+    private var webSocketPaths: [String] = []
+
+    public init() {}
+
+    /// Every route as `(method, path)`, paths as registered (`chat/rooms/:room_id`);
+    /// WebSocket upgrades as GET.
+    public var routes: [(method: HTTPRequest.Method, path: String)] {
+        methods.flatMap { entry in entry.methods.map { ($0, entry.path) } } + webSocketPaths.map { (.get, $0) }
+    }
+
+    /// A WebSocket upgrade path (served by the WebSocket router: no 405 responders).
+    func recordWebSocket(_ path: String) {
+        webSocketPaths.append(path)
+    }
 
     func record(_ path: String, _ method: HTTPRequest.Method) {
         if let index = methods.firstIndex(where: { $0.path == path }) {

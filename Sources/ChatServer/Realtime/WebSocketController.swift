@@ -92,7 +92,9 @@ struct WebSocketController {
         var reason: String
     }
 
-    func addRoutes(to router: Router<ChatWebSocketContext>) {
+    func addRoutes(to router: Router<ChatWebSocketContext>, registry: RouteRegistry) {
+        registry.recordWebSocket("chat/ws/:room_id")
+        registry.recordWebSocket("chat/ws")
         // Admission runs before the upgrade is answered: a room socket starts from the room's
         // newest change at that moment, so a message the client sends right after the
         // socket opened (over REST, say) cannot slip past it. Refusals still upgrade, then
