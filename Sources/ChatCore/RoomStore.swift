@@ -109,6 +109,16 @@ public struct RoomStore: Sendable {
                 (roomID, created) = try await connection.createDirectRoom(
                     name: name!, nameIsDefault: nameIsDefault, description: description, creator: creator.id,
                     low: low, high: high)
+                // Only the user who removed the other one can bring them back (sql/0012).
+                if !created,
+                    try await connection.queryOptionalRow(
+                        """
+                        SELECT 1 FROM room_participants WHERE room_id = \(roomID) AND user_id = \(creator.id)
+                            AND NOT is_active AND removed_by IS NOT NULL AND removed_by <> \(creator.id)
+                        """) != nil
+                {
+                    throw ChatError.forbidden("You were removed from this direct room; only the user who removed you can add you back")
+                }
             case .group:
                 roomID = try await connection.queryRow(
                     """
@@ -207,7 +217,8 @@ public struct RoomStore: Sendable {
                 let row = try await connection.queryOptionalRow(
                     """
                     WITH removed AS (
-                        UPDATE room_participants SET is_active = false, left_at = now()
+                        UPDATE room_participants SET is_active = false, left_at = now(),
+                            removed_by = \(target == userID ? nil : userID)
                         WHERE room_id = \(roomID) AND user_id = \(target) AND is_active
                         RETURNING user_id
                     )
@@ -276,7 +287,7 @@ extension PostgresConnection {
                                   WHERE a.room_id = \(roomID) AND a.user_id = ids.user_id AND a.is_active)
                 ORDER BY ids.user_id
                 ON CONFLICT (room_id, user_id) DO UPDATE
-                    SET is_active = true, left_at = NULL, joined_at = now(),
+                    SET is_active = true, left_at = NULL, removed_by = NULL, joined_at = now(),
                         last_read_message_id = GREATEST(room_participants.last_read_message_id, (SELECT id FROM newest))
                     WHERE NOT room_participants.is_active
                 RETURNING *

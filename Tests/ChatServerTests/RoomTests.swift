@@ -265,3 +265,33 @@ import Testing
         }
     }
 }
+
+@Suite struct DirectRoomRemovalTests {
+    /// Issue 12.12: a user removed from a direct room cannot undo it by creating the room
+    /// again; the user who removed them can, and someone who left on their own can come back.
+    @Test func aRemovalSticksUntilTheRemoverUndoesIt() async throws {
+        try await withApp { api in
+            let (a, b) = (try await api.makeUser("제거자"), try await api.makeUser("제거됨"))
+            let created = try await api.request(.post, "/chat/rooms/", token: a.token, json: ["room_type": "direct", "participant_ids": [b.id]])
+            let room = try #require(created.int("room_id"))
+            #expect(try await api.request(.delete, "/chat/rooms/\(room)/participants/\(b.id)/", token: a.token).status == .ok)
+
+            let undo = try await api.request(.post, "/chat/rooms/", token: b.token, json: ["room_type": "direct", "participant_ids": [a.id]])
+            #expect(undo.status == .forbidden, "\(undo.raw)")
+            #expect(undo.detail != nil)
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/messages/", token: b.token).status == .forbidden)
+
+            // The remover brings them back.
+            let readd = try await api.request(.post, "/chat/rooms/", token: a.token, json: ["room_type": "direct", "participant_ids": [b.id]])
+            #expect(readd.status == .ok)
+            #expect(readd.int("participant_count") == 2)
+            #expect(try await api.request(.get, "/chat/rooms/\(room)/messages/", token: b.token).status == .ok)
+
+            // Leaving on one's own is not a removal: creating the room again rejoins.
+            #expect(try await api.request(.delete, "/chat/rooms/\(room)/participants/\(b.id)/", token: b.token).status == .ok)
+            let back = try await api.request(.post, "/chat/rooms/", token: b.token, json: ["room_type": "direct", "participant_ids": [a.id]])
+            #expect(back.status == .ok, "\(back.raw)")
+            #expect(back.int("participant_count") == 2)
+        }
+    }
+}
