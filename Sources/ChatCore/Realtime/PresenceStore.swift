@@ -57,33 +57,45 @@ public struct PresenceStore: Sendable {
     }
 
     /// Records that this instance holds a socket of the user on the room. Returns true when
-    /// no other live instance did, i.e. when `online` is to be announced.
+    /// the row is new here and no other live instance holds one, i.e. when `online` is to be
+    /// announced (a row already there was announced when it was written).
     public func opened(userID: Int64, roomID: Int64) async throws -> Bool {
         try await db.withTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
-            let elsewhere = try await connection.queryRow(
+            let row = try await connection.queryRow(
                 """
                 WITH mine AS (
                     INSERT INTO presence_sessions (instance_id, user_id, room_id)
                     VALUES (\(instanceID), \(userID), \(roomID)) ON CONFLICT DO NOTHING
+                    RETURNING 1
                 )
-                SELECT EXISTS (
+                SELECT EXISTS (SELECT 1 FROM mine) AS inserted, EXISTS (
                     SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
                     WHERE s.user_id = \(userID) AND s.room_id = \(roomID) AND s.instance_id <> \(instanceID)
-                      AND \(liveInstance))
-                """
-            ).decode(Bool.self, column: 0)
-            return !elsewhere
+                      AND \(liveInstance)) AS elsewhere
+                """)
+            return try row.decode(Bool.self, "inserted") && !(try row.decode(Bool.self, "elsewhere"))
         }
     }
 
+    /// The (user, room) rows this instance holds, with the users' names (for reconciling
+    /// them with the sockets it really has after a failed write or a stall).
+    public func sessions() async throws -> [(userID: Int64, userName: String, roomID: Int64)] {
+        try await db.query(
+            """
+            SELECT s.user_id, u.user_name, s.room_id FROM presence_sessions s JOIN users u USING (user_id)
+            WHERE s.instance_id = \(instanceID)
+            """
+        ).map { (try $0.decode(Int64.self, "user_id"), try $0.decode(String.self, "user_name"), try $0.decode(Int64.self, "room_id")) }
+    }
+
     /// Records that this instance no longer holds a socket of the user on the room. Returns
-    /// true when no other live instance does either (announce `offline`); `last_seen_at` is
-    /// set when the user has no live socket left anywhere.
+    /// true when it held the row and no other live instance holds one (announce `offline`);
+    /// `last_seen_at` is set when the user has no live socket left anywhere.
     public func closed(userID: Int64, roomID: Int64) async throws -> Bool {
         try await db.withTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
-            try await connection.execute(
+            let deleted = try await connection.execute(
                 """
                 DELETE FROM presence_sessions
                 WHERE instance_id = \(instanceID) AND user_id = \(userID) AND room_id = \(roomID)
@@ -101,7 +113,8 @@ public struct PresenceStore: Sendable {
             if !(try row.decode(Bool.self, "anywhere")) {
                 try await connection.execute("UPDATE users SET last_seen_at = now() WHERE user_id = \(userID)")
             }
-            return !(try row.decode(Bool.self, "in_room"))
+            let inRoom = try row.decode(Bool.self, "in_room")
+            return deleted > 0 && !inRoom
         }
     }
 
@@ -117,45 +130,58 @@ public struct PresenceStore: Sendable {
                 ORDER BY instance_id FOR UPDATE SKIP LOCKED
                 """
             ).map { try $0.decode((String, Date).self) }
-            guard !dead.isEmpty else { return [] }
-            let deadIDs = dead.map(\.0)
-            let sessions = try await connection.query(
-                "SELECT DISTINCT user_id, room_id FROM presence_sessions WHERE instance_id = ANY(\(deadIDs))"
-            ).map { try $0.decode((Int64, Int64).self) }
-            // Lock the users in a fixed order (no deadlock with another reaper or a socket).
-            for userID in Set(sessions.map(\.0)).sorted() {
-                try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
-            }
-            try await connection.execute("DELETE FROM chat_instances WHERE instance_id = ANY(\(deadIDs))")
-            guard !sessions.isEmpty else { return [] }
-            let lastBeat = dead.map(\.1).max()!
-            try await connection.execute(
-                """
-                UPDATE users u SET last_seen_at = GREATEST(u.last_seen_at, \(lastBeat))
-                WHERE u.user_id = ANY(\(sessions.map(\.0)))
-                  AND NOT EXISTS (SELECT 1 FROM presence_sessions s WHERE s.user_id = u.user_id)
-                """)
-            return try await connection.query(
-                """
-                SELECT g.user_id, u.user_name, g.room_id
-                FROM unnest(\(sessions.map(\.0)), \(sessions.map(\.1))) AS g (user_id, room_id)
-                JOIN users u ON u.user_id = g.user_id
-                WHERE g.room_id <> 0 AND NOT EXISTS (
-                    SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
-                    WHERE s.user_id = g.user_id AND s.room_id = g.room_id
-                      AND \(liveInstance))
-                """
-            ).map {
-                WentOffline(
-                    userID: try $0.decode(Int64.self, "user_id"), userName: try $0.decode(String.self, "user_name"),
-                    roomID: try $0.decode(Int64.self, "room_id"))
-            }
+            return try await remove(dead, on: connection)
         }
     }
 
-    /// Removes this instance and its sessions (graceful shutdown, after its sockets closed).
-    public func unregister() async throws {
-        try await db.execute("DELETE FROM chat_instances WHERE instance_id = \(instanceID)")
+    /// Deletes these instances (id, last heartbeat) with their sessions; returns who thereby
+    /// went offline on which room.
+    private func remove(_ dead: [(String, Date)], on connection: PostgresConnection) async throws -> [WentOffline] {
+        guard !dead.isEmpty else { return [] }
+        let deadIDs = dead.map(\.0)
+        let sessions = try await connection.query(
+            "SELECT DISTINCT user_id, room_id FROM presence_sessions WHERE instance_id = ANY(\(deadIDs))"
+        ).map { try $0.decode((Int64, Int64).self) }
+        // Lock the users in a fixed order (no deadlock with another reaper or a socket).
+        for userID in Set(sessions.map(\.0)).sorted() {
+            try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
+        }
+        try await connection.execute("DELETE FROM chat_instances WHERE instance_id = ANY(\(deadIDs))")
+        guard !sessions.isEmpty else { return [] }
+        let lastBeat = dead.map(\.1).max()!
+        try await connection.execute(
+            """
+            UPDATE users u SET last_seen_at = GREATEST(u.last_seen_at, \(lastBeat))
+            WHERE u.user_id = ANY(\(sessions.map(\.0)))
+              AND NOT EXISTS (SELECT 1 FROM presence_sessions s WHERE s.user_id = u.user_id)
+            """)
+        return try await connection.query(
+            """
+            SELECT g.user_id, u.user_name, g.room_id
+            FROM unnest(\(sessions.map(\.0)), \(sessions.map(\.1))) AS g (user_id, room_id)
+            JOIN users u ON u.user_id = g.user_id
+            WHERE g.room_id <> 0 AND NOT EXISTS (
+                SELECT 1 FROM presence_sessions s JOIN chat_instances i ON i.instance_id = s.instance_id
+                WHERE s.user_id = g.user_id AND s.room_id = g.room_id
+                  AND \(liveInstance))
+            """
+        ).map {
+            WentOffline(
+                userID: try $0.decode(Int64.self, "user_id"), userName: try $0.decode(String.self, "user_name"),
+                roomID: try $0.decode(Int64.self, "room_id"))
+        }
+    }
+
+    /// Removes this instance and its sessions: at graceful shutdown (its sockets have closed),
+    /// and at start, where rows left by a previous process with the same INSTANCE_ID are
+    /// stale. Returns who thereby went offline on which room, to be announced.
+    public func unregister() async throws -> [WentOffline] {
+        try await db.withTransaction { connection in
+            let mine = try await connection.query(
+                "SELECT instance_id, heartbeat_at FROM chat_instances WHERE instance_id = \(instanceID) FOR UPDATE"
+            ).map { try $0.decode((String, Date).self) }
+            return try await remove(mine, on: connection)
+        }
     }
 
     /// Online status of every active participant of the room (the caller must be one).

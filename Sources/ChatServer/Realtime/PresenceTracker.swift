@@ -11,6 +11,12 @@ import ServiceLifecycle
 /// Transitions of one user run in order on one of a few worker queues. The service also
 /// heartbeats this instance and reaps instances that stopped heartbeating (killed, frozen):
 /// their users go offline within about `expiry + heartbeat`.
+///
+/// What sockets see converges to what REST shows within a heartbeat after a fault: when a
+/// presence write failed, or this instance was reaped while it stalled, the next heartbeat
+/// compares the database's rows for this instance with the sockets it holds and fixes
+/// (and announces) each difference, in order with that user's other transitions. A
+/// restart with the same INSTANCE_ID announces who went offline with the old process.
 final class PresenceTracker: Service {
     struct Key: Hashable {
         var userID: Int64
@@ -20,13 +26,22 @@ final class PresenceTracker: Service {
     private enum Change {
         case opened(Key, userName: String, done: CheckedContinuation<Void, Never>)
         case closed(Key, userName: String)
+        /// Make the database's row for the key match the sockets held now.
+        case reconcile(Key, userName: String)
+    }
+
+    private struct Held {
+        var sockets: Int
+        var userName: String
     }
 
     private let store: PresenceStore
     private let notifier: ChangeNotifier
     private let heartbeat: Duration
     private let logger: Logger
-    private let counts = NIOLockedValueBox<[Key: Int]>([:])
+    private let counts = NIOLockedValueBox<[Key: Held]>([:])
+    /// A presence write failed since the last reconciliation.
+    private let diverged = NIOLockedValueBox(false)
     private let queues: [(stream: AsyncStream<Change>, continuation: AsyncStream<Change>.Continuation)]
 
     init(store: PresenceStore, notifier: ChangeNotifier, heartbeat: Duration, logger: Logger) {
@@ -43,8 +58,8 @@ final class PresenceTracker: Service {
         await withCheckedContinuation { continuation in
             // Counting and queueing under one lock keeps a quick close-and-reopen in order.
             let queued = counts.withLockedValue { counts -> Bool in
-                counts[key, default: 0] += 1
-                guard counts[key] == 1 else { return false }
+                counts[key, default: Held(sockets: 0, userName: userName)].sockets += 1
+                guard counts[key]?.sockets == 1 else { return false }
                 let result = queue(for: userID).yield(.opened(key, userName: userName, done: continuation))
                 if case .terminated = result { return false }  // shutting down
                 return true
@@ -56,8 +71,8 @@ final class PresenceTracker: Service {
     func socketClosed(userID: Int64, userName: String, roomID: Int64) {
         let key = Key(userID: userID, roomID: roomID)
         counts.withLockedValue { counts in
-            counts[key, default: 1] -= 1
-            guard counts[key]! <= 0 else { return }
+            counts[key, default: Held(sockets: 1, userName: userName)].sockets -= 1
+            guard counts[key]!.sockets <= 0 else { return }
             counts[key] = nil
             queue(for: userID).yield(.closed(key, userName: userName))
         }
@@ -69,7 +84,7 @@ final class PresenceTracker: Service {
 
     func run() async throws {
         // A restart with the same INSTANCE_ID: the previous process's sessions are stale.
-        try? await store.unregister()
+        await leave()
         _ = try? await store.heartbeat()
         await withTaskGroup(of: Void.self) { changes in
             for queue in queues {
@@ -93,7 +108,18 @@ final class PresenceTracker: Service {
             for queue in queues { queue.continuation.finish() }
             await changes.waitForAll()
         }
-        try? await store.unregister()
+        await leave()
+    }
+
+    /// Removes this instance's rows and announces who went offline with them.
+    private func leave() async {
+        do {
+            for gone in try await store.unregister() {
+                announce(Key(userID: gone.userID, roomID: gone.roomID), userName: gone.userName, online: false)
+            }
+        } catch {
+            logger.warning("presence unregister failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
     }
 
     private func apply(_ change: Change) async {
@@ -108,10 +134,31 @@ final class PresenceTracker: Service {
                 if try await store.closed(userID: key.userID, roomID: key.roomID) {
                     announce(key, userName: userName, online: false)
                 }
+            case .reconcile(let key, let userName):
+                // Both writes are idempotent and announce only a real change of the row.
+                if counts.withLockedValue({ $0[key] != nil }) {
+                    if try await store.opened(userID: key.userID, roomID: key.roomID) {
+                        announce(key, userName: userName, online: true)
+                    }
+                } else if try await store.closed(userID: key.userID, roomID: key.roomID) {
+                    announce(key, userName: userName, online: false)
+                }
             }
         } catch {
-            logger.warning("presence update failed", metadata: ["error": "\(String(reflecting: error))"])
+            diverged.withLockedValue { $0 = true }
+            logger.warning("presence update failed; reconciling at the next heartbeat", metadata: ["error": "\(String(reflecting: error))"])
         }
+    }
+
+    /// Queues a reconciliation of every key held here or recorded in the database.
+    private func reconcile(reason: String) async throws {
+        var names: [Key: String] = [:]
+        for row in try await store.sessions() { names[Key(userID: row.userID, roomID: row.roomID)] = row.userName }
+        counts.withLockedValue { counts in
+            for (key, held) in counts { names[key] = held.userName }
+        }
+        logger.warning("reconciling presence", metadata: ["reason": "\(reason)", "sessions": "\(names.count)"])
+        for (key, userName) in names { queue(for: key.userID).yield(.reconcile(key, userName: userName)) }
     }
 
     private func announce(_ key: Key, userName: String, online: Bool) {
@@ -121,13 +168,17 @@ final class PresenceTracker: Service {
 
     private func beat() async {
         do {
-            if try await !store.heartbeat() {
-                // This instance was reaped (it stalled past the expiry): record its sockets again.
-                let keys = counts.withLockedValue { Array($0.keys) }
-                if !keys.isEmpty {
-                    logger.warning("presence row was missing; re-registering", metadata: ["sessions": "\(keys.count)"])
+            let reaped = try await !store.heartbeat()
+            if reaped || diverged.withLockedValue({ $0 }) {
+                // Reaped while it stalled past the expiry (its rows are gone, and the others
+                // announced its users offline), or a write failed: make the rows match.
+                diverged.withLockedValue { $0 = false }
+                do {
+                    try await reconcile(reason: reaped ? "this instance was reaped after a stall" : "a presence write failed")
+                } catch {
+                    diverged.withLockedValue { $0 = true }  // try again at the next heartbeat
+                    throw error
                 }
-                for key in keys { _ = try await store.opened(userID: key.userID, roomID: key.roomID) }
             }
             for gone in try await store.reapDeadInstances() {
                 announce(Key(userID: gone.userID, roomID: gone.roomID), userName: gone.userName, online: false)
