@@ -228,8 +228,9 @@ public struct MessageStore: Sendable {
                 unreadCount: try row.decode(Int.self, "unread_count"),
                 readReceiptsEnabled: try row.decode(Bool.self, "read_receipt_enabled"))
         }
-        // A user who turned read receipts off is not announced to others.
-        if state.readReceiptsEnabled { await events.publish(.messageRead(state)) }
+        // Announced even with read receipts off: the reader's other devices learn the new
+        // unread count (others are not told; see ChangeFrames).
+        await events.publish(.messageRead(state))
         return state
     }
 }

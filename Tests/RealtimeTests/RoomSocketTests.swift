@@ -330,6 +330,15 @@ import Testing
             _ = try await http.request("POST", "/chat/rooms/\(room)/read/", token: bob.token)
             let read = try await stream.next(type: "message_read")
             #expect(read.int("user_id") == bob.id && read.int("unread_count") == 0)
+            // With read receipts off, bob's own devices still learn his unread count.
+            struct Settings: Encodable { var read_receipt_enabled: Bool }
+            _ = try await http.request(
+                "PUT", "/chat/rooms/\(room)/settings/", token: bob.token, json: Settings(read_receipt_enabled: false))
+            let unseen = try await cluster.post("while receipts are off", by: alice, room: room, via: http)
+            #expect(try await stream.next(type: "message").int("message_id") == unseen)
+            _ = try await http.request("POST", "/chat/rooms/\(room)/read/", token: bob.token)
+            let privateRead = try await stream.next(type: "message_read")
+            #expect(privateRead.int("last_read_message_id") == unseen && privateRead.int("unread_count") == 0)
             // Only ping is accepted from the client on the user stream.
             try await stream.send(object: Frame(type: "typing", is_typing: true))
             #expect(try await stream.nextObject().type == "error")

@@ -45,16 +45,17 @@ struct ChangeFrame {
                     audience: .roomSockets)
             ]
         case .messageRead(let reader, let receipts):
-            // A reader who turned read receipts off is announced to no one.
-            guard receipts else { return [] }
             let shared = ServerFrame.MessageRead(
                 roomId: change.roomID, userId: reader.userID, userName: reader.userName, lastReadAt: reader.lastReadAt,
                 lastReadMessageId: reader.lastReadMessageID, seq: seq)
             var own = shared
             own.unreadCount = reader.unreadCount
+            // The reader's own user streams (their other devices) always learn the new
+            // unread count; others only when the reader has read receipts on.
+            let ownFrame = ChangeFrame(text: ServerFrame.encode(own), seq: seq, audience: .readerStreams(reader: reader.userID))
+            guard receipts else { return [ownFrame] }
             return [
-                ChangeFrame(text: ServerFrame.encode(shared), seq: seq, audience: .receipt(reader: reader.userID)),
-                ChangeFrame(text: ServerFrame.encode(own), seq: seq, audience: .readerStreams(reader: reader.userID)),
+                ChangeFrame(text: ServerFrame.encode(shared), seq: seq, audience: .receipt(reader: reader.userID)), ownFrame,
             ]
         case .participantJoined(let userID, let userName), .participantLeft(let userID, let userName):
             let type: String
