@@ -32,9 +32,9 @@ struct Serve: AsyncParsableCommand {
 
     func run() async throws {
         var configuration = try loadConfiguration()
-        if noMigrate { configuration.migrateOnStart = false }
-        bootstrapLogging(configuration.logFormat)
-        let logger = makeLogger(configuration.logLevel)
+        if noMigrate { configuration.database.migrateOnStart = false }
+        bootstrapLogging(configuration.logging.format)
+        let logger = makeLogger(configuration.logging.level)
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let sockets = OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
@@ -43,7 +43,7 @@ struct Serve: AsyncParsableCommand {
         // The drain comes after the application, so SIGTERM reaches it first: WebSockets are
         // closed with 1001 before the HTTP server stops. The whole shutdown is bounded: what
         // is still running after twice the grace period is cancelled.
-        let grace = Duration.seconds(configuration.shutdownGraceSeconds)
+        let grace = configuration.http.shutdownGrace
         var group = ServiceGroupConfiguration(
             services: [.init(service: app), .init(service: WebSocketDrain(sockets: sockets, grace: grace, logger: logger))],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -51,7 +51,7 @@ struct Serve: AsyncParsableCommand {
         do {
             try await ServiceGroup(configuration: group).run()
         } catch let error as PostgresError {
-            throw CommandFailure(error, databaseURL: configuration.databaseURL)
+            throw CommandFailure(error, databaseURL: configuration.database.url.value)
         }
     }
 }
@@ -71,8 +71,8 @@ struct Migrate: AsyncParsableCommand {
         } catch let error as AppConfiguration.Invalid {
             throw CommandFailure(description: "configuration error: \(error.description)")
         }
-        bootstrapLogging(settings.logFormat)
-        let logger = makeLogger(settings.logLevel)
+        bootstrapLogging(settings.logging.format)
+        let logger = makeLogger(settings.logging.level)
         let migrations = try ChatSchema.migrations(overrideDirectory: settings.migrationsDirectory)
         let client = PostgresClient(
             configuration: PostgresConfiguration(url: settings.databaseURL, applicationName: "chat-server-migrate"),

@@ -55,13 +55,13 @@ public struct RetentionStore: Sendable {
 
     /// Deletes up to `limit` changes older than `days` from the rooms' change logs
     /// (`sql/0009`). Returns how many went, or nil when another instance holds the job's lock.
-    public func pruneChanges(olderThanDays days: Int, limit: Int) async throws -> Int? {
+    public func pruneChanges(olderThan age: Duration, limit: Int) async throws -> Int? {
         try await db.withTransaction { connection in
             let locked = try await connection.queryRow("SELECT pg_try_advisory_xact_lock(\(Self.lockKey))")
                 .decode(Bool.self, column: 0)
             guard locked else { return nil }
             return try await connection.queryRow(
-                "SELECT chat_prune_changes(now() - make_interval(days => \(days)::integer), \(limit))"
+                "SELECT chat_prune_changes(now() - make_interval(secs => \(Double(age.components.seconds))), \(limit))"
             ).decode(Int.self, column: 0)
         }
     }

@@ -2,89 +2,144 @@ import Foundation
 import Logging
 import Postgres
 
-/// Every setting of the server, read from the environment in one place. `.env.example`
-/// lists each key with its default.
+/// Every setting of the server, by component, read from the environment in one place
+/// (`fromEnvironment`). Each default is written once, as the initial value of its field;
+/// durations are `Duration`s; secrets are `Secret`s, which never print. `.env.example`
+/// lists every key the code reads (a test checks it), with these defaults.
 public struct AppConfiguration: Sendable {
-    public var databaseURL: String
-    public var host: String
-    public var port: Int
-    /// HS256 secret for access tokens. Required unless `developmentMode`.
-    public var jwtSecret: String
-    public var accessTokenTTLSeconds: Int
-    public var uploadDirectory: String
-    /// Prefix of `file_url` (e.g. `https://chat.example.com`); empty for relative URLs.
-    public var publicBaseURL: String
-    public var maxUploadBytes: Int
-    public var databasePoolSize: Int
-    /// Seconds a request waits for a free database connection before failing with 503.
-    public var databasePoolTimeoutSeconds: Double
-    public var bcryptCost: Int
-    /// Threads that hash passwords (`BCRYPT_THREADS`), and how many hashes may wait or run at
-    /// once before a sign-in is refused with 503 (`BCRYPT_MAX_PENDING`).
-    public var bcryptThreads = 2
-    public var bcryptMaxPending = 16
-    public var logLevel: Logger.Level
-    /// `LOG_FORMAT`: `text` (default) or `json`, one object per line for log shippers.
-    public var logFormat = LogFormat.text
-    /// One info line per answered request (`ACCESS_LOG`, default true).
-    public var accessLog = true
-    /// `CHAT_ENV=development`: allows a built-in JWT secret. Never in production.
-    public var developmentMode: Bool
-    /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`, default true).
-    public var migrateOnStart: Bool
-    /// A directory of numbered `.sql` files to migrate with instead of the migrations this
-    /// binary carries (`MIGRATIONS_DIR`); nil: the embedded ones.
-    public var migrationsDirectory: String?
-    /// Seconds between retention runs (`RETENTION_INTERVAL_SECONDS`); 0 turns the job off.
-    public var retentionIntervalSeconds: Int
-    /// Messages deleted per retention transaction.
-    public var retentionBatchSize: Int
-    /// Days a room's change log keeps edits, deletes, read marks and membership changes for
-    /// `last_seq` catch-up (`CHANGE_LOG_RETENTION_DAYS`); older cursors get `resync_required`.
-    public var changeLogRetentionDays = 7
+    public var http = HTTPSettings()
+    public var logging = LoggingSettings()
+    public var database: DatabaseSettings
+    public var auth: AuthSettings
+    public var uploads = UploadSettings()
     public var realtime = RealtimeSettings()
-    /// On SIGTERM: how long WebSocket clients get to take their 1001 close before their
-    /// connections are cut, and then in-flight requests to finish (`SHUTDOWN_GRACE_SECONDS`).
-    public var shutdownGraceSeconds = 10
-    /// An HTTP connection idle this long (no request arriving) is closed (`HTTP_IDLE_TIMEOUT_SECONDS`).
-    public var httpIdleTimeoutSeconds = 30
-    public var database = DatabaseSettings()
+    public var retention = RetentionSettings()
     public var rateLimits = RateLimitSettings()
-    /// Bearer token `/metrics` requires (`METRICS_TOKEN`); unset, only clients on this host may read it.
-    public var metricsToken: String?
-    /// Web origins allowed to call the API and open WebSockets from a browser
-    /// (`CORS_ALLOWED_ORIGINS`: comma-separated, or `*`); off by default.
-    public var cors = CORSPolicy.off
 
-    /// Limits on the server's database sessions and the send path's batching.
-    public struct DatabaseSettings: Sendable {
-        /// Longest wait for a row lock (a room's, say) before the statement fails and the
-        /// request answers 503 (`DB_LOCK_TIMEOUT_MS`, PostgreSQL's `lock_timeout`).
-        public var lockTimeoutMilliseconds = 2000
-        /// Longest any statement runs (`DB_STATEMENT_TIMEOUT_MS`, `statement_timeout`).
-        public var statementTimeoutMilliseconds = 30_000
-        /// A session that stays idle inside a transaction this long (a frozen or dead
-        /// instance) is ended by PostgreSQL, releasing its locks
-        /// (`DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`, `idle_in_transaction_session_timeout`).
-        public var idleInTransactionTimeoutMilliseconds = 5000
-        /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`).
-        public var sendLanes = 2
-        /// Most messages stored by one batch statement (`SEND_BATCH_MAX`).
-        public var sendBatchMax = 128
-        /// How long a token's user (name, active flag) is reused without a query
-        /// (`AUTH_CACHE_MS`); an operator's deactivation takes effect within it. 0: no cache.
-        public var authCacheMilliseconds = 1000
+    public init(databaseURL: String, jwtSecret: String) {
+        database = DatabaseSettings(url: Secret(databaseURL))
+        auth = AuthSettings(jwtSecret: Secret(jwtSecret))
+    }
 
+    /// A value that must not reach logs or error messages (`description` hides it).
+    public struct Secret: Sendable, CustomStringConvertible, CustomDebugStringConvertible {
+        public var value: String
+        public init(_ value: String) { self.value = value }
+        public var description: String { "<secret>" }
+        public var debugDescription: String { "<secret>" }
+    }
+
+    /// Listening, shutdown and what the HTTP layer adds to every answer.
+    public struct HTTPSettings: Sendable {
+        /// `HOST`, `PORT`.
+        public var host = "0.0.0.0"
+        public var port = 8000
+        /// A connection idle this long (no request arriving, a body or first request head
+        /// that stops arriving) is closed (`HTTP_IDLE_TIMEOUT_SECONDS`).
+        public var idleTimeout = Duration.seconds(30)
+        /// On SIGTERM: how long WebSocket clients get to take their 1001 close before their
+        /// connections are cut, and then in-flight requests to finish (`SHUTDOWN_GRACE_SECONDS`).
+        public var shutdownGrace = Duration.seconds(10)
+        /// Browser origins allowed to call the API and open sockets (`CORS_ALLOWED_ORIGINS`).
+        public var cors = CORSPolicy.off
+        /// One info line per answered request (`ACCESS_LOG`).
+        public var accessLog = true
+        /// Bearer token `/metrics` requires (`METRICS_TOKEN`); nil: clients on this host only.
+        public var metricsToken: Secret?
         public init() {}
+    }
+
+    /// `LOG_LEVEL`, `LOG_FORMAT`.
+    public struct LoggingSettings: Sendable {
+        public var level = Logger.Level.info
+        public var format = LogFormat.text
+        public init() {}
+    }
+
+    /// The database: where it is, the pool, the limits on every session, the send path's
+    /// batching and the migrations.
+    public struct DatabaseSettings: Sendable {
+        /// `DATABASE_URL`, a libpq URI or key=value string (it may hold a password).
+        public var url: Secret
+        /// At most this many connections per instance (`DB_POOL_SIZE`); a request waits at most
+        /// `poolTimeout` for one, then gets 503 (`DB_POOL_TIMEOUT_MS`).
+        public var poolSize = 10
+        public var poolTimeout = Duration.milliseconds(5000)
+        /// Longest wait for a row lock before the statement fails and the request answers 503
+        /// (`DB_LOCK_TIMEOUT_MS`, PostgreSQL's `lock_timeout`).
+        public var lockTimeout = Duration.milliseconds(2000)
+        /// Longest any statement runs (`DB_STATEMENT_TIMEOUT_MS`, `statement_timeout`).
+        public var statementTimeout = Duration.milliseconds(30_000)
+        /// A session idle inside a transaction this long (a frozen or dead instance) is ended
+        /// by PostgreSQL, releasing its locks (`DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
+        public var idleInTransactionTimeout = Duration.milliseconds(5000)
+        /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`),
+        /// and the most messages one batch statement stores (`SEND_BATCH_MAX`).
+        public var sendLanes = 2
+        public var sendBatchMax = 128
+        /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`).
+        public var migrateOnStart = true
+        /// Numbered `.sql` files to migrate with instead of those built in (`MIGRATIONS_DIR`).
+        public var migrationsDirectory: String?
+
+        public init(url: Secret) {
+            self.url = url
+        }
 
         /// The settings every server session starts with.
         var sessionSettings: [String: String] {
             [
-                "lock_timeout": "\(lockTimeoutMilliseconds)ms",
-                "statement_timeout": "\(statementTimeoutMilliseconds)ms",
-                "idle_in_transaction_session_timeout": "\(idleInTransactionTimeoutMilliseconds)ms",
+                "lock_timeout": "\(lockTimeout.milliseconds)ms",
+                "statement_timeout": "\(statementTimeout.milliseconds)ms",
+                "idle_in_transaction_session_timeout": "\(idleInTransactionTimeout.milliseconds)ms",
             ]
         }
+    }
+
+    /// Tokens and passwords.
+    public struct AuthSettings: Sendable {
+        /// HS256 secret for access tokens (`JWT_SECRET`); required unless `developmentMode`.
+        public var jwtSecret: Secret
+        /// `CHAT_ENV=development`: allows a built-in JWT secret. Never in production.
+        public var developmentMode = false
+        /// Lifetime of tokens issued by /auth/login (`ACCESS_TOKEN_TTL_SECONDS`).
+        public var tokenLifetime = Duration.seconds(86_400)
+        /// bcrypt cost (`BCRYPT_COST`); threads that hash (`BCRYPT_THREADS`) and how many hashes
+        /// may wait or run before a sign-in is refused with 503 (`BCRYPT_MAX_PENDING`).
+        public var bcryptCost = 12
+        public var bcryptThreads = 2
+        public var bcryptMaxPending = 16
+        /// How long a token's user (name, active flag) is reused without a query
+        /// (`AUTH_CACHE_MS`); an operator's deactivation takes effect within it. 0: no cache.
+        public var userCacheLifetime = Duration.milliseconds(1000)
+
+        public init(jwtSecret: Secret) {
+            self.jwtSecret = jwtSecret
+        }
+    }
+
+    /// Uploaded files.
+    public struct UploadSettings: Sendable {
+        /// `UPLOAD_DIR`: one directory shared by every instance.
+        public var directory = "./uploads"
+        /// Prefix of `file_url` (`PUBLIC_BASE_URL`, e.g. `https://chat.example.com`); empty: relative URLs.
+        public var publicBaseURL = ""
+        /// `MAX_UPLOAD_BYTES`.
+        public var maxBytes = 20 * 1024 * 1024
+        public init() {}
+    }
+
+    /// The retention job and the change log's window.
+    public struct RetentionSettings: Sendable {
+        /// Time between retention runs (`RETENTION_INTERVAL_SECONDS`); nil (0): no job.
+        public var interval: Duration? = .seconds(3600)
+        /// Messages deleted per retention transaction (`RETENTION_BATCH_SIZE`).
+        public var batchSize = 500
+        /// How long a room's change log keeps edits, deletes, read marks and membership
+        /// changes for `last_seq` catch-up (`CHANGE_LOG_RETENTION_DAYS`); older cursors get
+        /// `resync_required`.
+        public var changeLogWindow = Duration.seconds(7 * 86_400)
+        public init() {}
     }
 
     /// Token-bucket rate limits (README, "Limits"); 0 turns one off. Kept per instance.
@@ -96,9 +151,9 @@ public struct AppConfiguration: Sendable {
         /// Registrations per client address per minute (`RATE_LIMIT_REGISTRATIONS_PER_ADDRESS_PER_MINUTE`; off by default).
         public var registrationsPerAddressPerMinute = 0
         /// Messages per user per second, REST and WebSocket (`RATE_LIMIT_SENDS_PER_SECOND`; off by
-        /// default), in bursts of up to `RATE_LIMIT_SEND_BURST`.
+        /// default), in bursts of up to `RATE_LIMIT_SEND_BURST` (default: twice the rate).
         public var sendsPerSecond = 0
-        public var sendBurst = 0
+        public var sendBurst: Int?
         /// WebSocket `typing` frames per socket per second (`WS_TYPING_PER_SECOND`, bursts of 5):
         /// more are dropped.
         public var typingPerSecond = 2
@@ -108,6 +163,9 @@ public struct AppConfiguration: Sendable {
         /// Take the client address from the last `X-Forwarded-For` entry (`TRUST_FORWARDED_FOR`):
         /// only behind a proxy that sets it.
         public var trustForwardedFor = false
+
+        /// The send bucket's size.
+        public var effectiveSendBurst: Int { sendBurst ?? 2 * sendsPerSecond }
 
         public init() {}
     }
@@ -122,20 +180,20 @@ public struct AppConfiguration: Sendable {
         /// (`WS_OUTBOUND_QUEUE_FRAMES`, `WS_OUTBOUND_QUEUE_BYTES`).
         public var outboundQueueFrames = 1000
         public var outboundQueueBytes = 4 * 1024 * 1024
-        /// Seconds between server pings; a socket that misses a pong for as long is dropped (`WS_PING_SECONDS`).
-        public var pingIntervalSeconds = 30
+        /// Between server pings; a socket that misses a pong for as long is dropped (`WS_PING_SECONDS`).
+        public var pingInterval = Duration.seconds(30)
         /// Presence heartbeat period and expiry (`PRESENCE_HEARTBEAT_SECONDS`, `PRESENCE_EXPIRY_SECONDS`).
-        public var heartbeatSeconds = 5
-        public var presenceExpirySeconds = 20
-        /// Seconds between checks for messages whose wake-up was lost (`REALTIME_POLL_SECONDS`).
-        public var pollSeconds = 2
+        public var heartbeat = Duration.seconds(5)
+        public var presenceExpiry = Duration.seconds(20)
+        /// Between checks for messages whose wake-up was lost (`REALTIME_POLL_SECONDS`).
+        public var pollInterval = Duration.seconds(2)
         /// Messages read per query when catching a socket up (`WS_CATCH_UP_BATCH`).
         public var catchUpBatch = 200
         /// Most WebSockets one user may hold open on one instance; more are closed with 4429
         /// (`WS_MAX_SOCKETS_PER_USER`).
         public var maxSocketsPerUser = 100
-        /// Milliseconds a change waits for others to share its NOTIFY (`NOTIFY_BATCH_WINDOW_MS`).
-        public var notifyBatchWindowMilliseconds = 0
+        /// How long a change waits for others to share its NOTIFY (`NOTIFY_BATCH_WINDOW_MS`).
+        public var notifyBatchWindow = Duration.zero
         /// `ANNOUNCE_CHANGES=false` stops this instance from sending NOTIFY: its writes then
         /// reach sockets (its own and other instances') only through the room-head poll.
         /// For measuring what the notifications cost; never in production.
@@ -146,33 +204,6 @@ public struct AppConfiguration: Sendable {
 
     public static let developmentJWTSecret = "development-only-secret-do-not-use-in-production"
 
-    public init(
-        databaseURL: String, host: String = "0.0.0.0", port: Int = 8000, jwtSecret: String,
-        accessTokenTTLSeconds: Int = 86_400, uploadDirectory: String = "./uploads", publicBaseURL: String = "",
-        maxUploadBytes: Int = 20 * 1024 * 1024, databasePoolSize: Int = 10, databasePoolTimeoutSeconds: Double = 5,
-        bcryptCost: Int = 12, logLevel: Logger.Level = .info, developmentMode: Bool = false,
-        migrateOnStart: Bool = true, migrationsDirectory: String? = nil, retentionIntervalSeconds: Int = 3600,
-        retentionBatchSize: Int = 500
-    ) {
-        self.databaseURL = databaseURL
-        self.host = host
-        self.port = port
-        self.jwtSecret = jwtSecret
-        self.accessTokenTTLSeconds = accessTokenTTLSeconds
-        self.uploadDirectory = uploadDirectory
-        self.publicBaseURL = publicBaseURL
-        self.maxUploadBytes = maxUploadBytes
-        self.databasePoolSize = databasePoolSize
-        self.databasePoolTimeoutSeconds = databasePoolTimeoutSeconds
-        self.bcryptCost = bcryptCost
-        self.logLevel = logLevel
-        self.developmentMode = developmentMode
-        self.migrateOnStart = migrateOnStart
-        self.migrationsDirectory = migrationsDirectory
-        self.retentionIntervalSeconds = retentionIntervalSeconds
-        self.retentionBatchSize = retentionBatchSize
-    }
-
     public struct Invalid: Error, CustomStringConvertible {
         public var description: String
     }
@@ -180,9 +211,8 @@ public struct AppConfiguration: Sendable {
     /// What `chat-server migrate` needs: no secret, no server settings.
     public struct MigrationSettings: Sendable {
         public var databaseURL: String
-        public var logLevel: Logger.Level
+        public var logging: LoggingSettings
         public var migrationsDirectory: String?
-        public var logFormat: LogFormat
 
         public static func fromEnvironment(_ environment: [String: String]) throws -> MigrationSettings {
             try read(EnvironmentReader(environment))
@@ -202,12 +232,15 @@ public struct AppConfiguration: Sendable {
                 throw Invalid(
                     description: "DATABASE_URL is not a libpq connection string (postgresql://user:password@host:port/database or key=value pairs)")
             }
-            guard let level = Logger.Level(rawValue: env.value("LOG_LEVEL")?.lowercased() ?? "info") else {
-                throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+            var logging = LoggingSettings()
+            if let text = env.value("LOG_LEVEL") {
+                guard let level = Logger.Level(rawValue: text.lowercased()) else {
+                    throw Invalid(description: "LOG_LEVEL must be one of trace, debug, info, notice, warning, error, critical")
+                }
+                logging.level = level
             }
-            return MigrationSettings(
-                databaseURL: databaseURL, logLevel: level, migrationsDirectory: env.value("MIGRATIONS_DIR"),
-                logFormat: try LogFormat(parsing: env.value("LOG_FORMAT")))
+            logging.format = try LogFormat(parsing: env.value("LOG_FORMAT"))
+            return MigrationSettings(databaseURL: databaseURL, logging: logging, migrationsDirectory: env.value("MIGRATIONS_DIR"))
         }
     }
 
@@ -219,7 +252,7 @@ public struct AppConfiguration: Sendable {
         return reader.keysRead
     }()
 
-    /// Reads the configuration from environment variables.
+    /// Reads the configuration from environment variables; unset keys keep their defaults.
     public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment)
         throws -> AppConfiguration
     {
@@ -227,26 +260,10 @@ public struct AppConfiguration: Sendable {
     }
 
     static func read(_ env: EnvironmentReader) throws -> AppConfiguration {
-        func value(_ key: String) -> String? { env.value(key) }
-        func int(_ key: String, _ defaultValue: Int, _ range: ClosedRange<Int>) throws -> Int {
-            guard let text = value(key) else { return defaultValue }
-            guard let number = Int(text), range.contains(number) else {
-                throw Invalid(description: "\(key) must be an integer in \(range)")
-            }
-            return number
-        }
-        func bool(_ key: String, _ defaultValue: Bool) throws -> Bool {
-            guard let text = value(key)?.lowercased() else { return defaultValue }
-            switch text {
-            case "1", "true", "yes", "on": return true
-            case "0", "false", "no", "off": return false
-            default: throw Invalid(description: "\(key) must be true or false")
-            }
-        }
-        let development = ["development", "dev"].contains(value("CHAT_ENV")?.lowercased() ?? "")
         let migration = try MigrationSettings.read(env)
+        let development = ["development", "dev"].contains(env.value("CHAT_ENV")?.lowercased() ?? "")
         let secret: String
-        if let configured = value("JWT_SECRET") {
+        if let configured = env.value("JWT_SECRET") {
             guard configured.utf8.count >= 32 else {
                 throw Invalid(description: "JWT_SECRET must be at least 32 bytes (HS256 keys shorter than the hash are weak)")
             }
@@ -256,74 +273,80 @@ public struct AppConfiguration: Sendable {
         } else {
             throw Invalid(description: "JWT_SECRET is required (set CHAT_ENV=development to use a built-in one)")
         }
-        var realtime = RealtimeSettings()
-        if let instanceID = value("INSTANCE_ID") { realtime.instanceID = instanceID }
-        realtime.maxInboundMessageBytes = try int("WS_MAX_MESSAGE_BYTES", realtime.maxInboundMessageBytes, 1024...(1 << 20))
-        realtime.outboundQueueFrames = try int("WS_OUTBOUND_QUEUE_FRAMES", realtime.outboundQueueFrames, 16...1_000_000)
-        realtime.outboundQueueBytes = try int("WS_OUTBOUND_QUEUE_BYTES", realtime.outboundQueueBytes, 65536...(1 << 30))
-        realtime.pingIntervalSeconds = try int("WS_PING_SECONDS", realtime.pingIntervalSeconds, 1...3600)
-        realtime.heartbeatSeconds = try int("PRESENCE_HEARTBEAT_SECONDS", realtime.heartbeatSeconds, 1...60)
-        realtime.presenceExpirySeconds = try int("PRESENCE_EXPIRY_SECONDS", realtime.presenceExpirySeconds, 2...600)
-        guard realtime.presenceExpirySeconds > realtime.heartbeatSeconds else {
+        var c = AppConfiguration(databaseURL: migration.databaseURL, jwtSecret: secret)
+        c.logging = migration.logging
+        c.auth.developmentMode = development
+
+        c.http.host = env.value("HOST") ?? c.http.host
+        c.http.port = try env.int("PORT", c.http.port, 0...65535)
+        c.http.idleTimeout = try env.seconds("HTTP_IDLE_TIMEOUT_SECONDS", c.http.idleTimeout, 1...3600)
+        c.http.shutdownGrace = try env.seconds("SHUTDOWN_GRACE_SECONDS", c.http.shutdownGrace, 0...600)
+        c.http.cors = try CORSPolicy(parsing: env.value("CORS_ALLOWED_ORIGINS"))
+        c.http.accessLog = try env.bool("ACCESS_LOG", c.http.accessLog)
+        c.http.metricsToken = env.value("METRICS_TOKEN").map(Secret.init)
+
+        c.database.migrationsDirectory = migration.migrationsDirectory
+        c.database.migrateOnStart = try env.bool("MIGRATE_ON_START", c.database.migrateOnStart)
+        c.database.poolSize = try env.int("DB_POOL_SIZE", c.database.poolSize, 1...500)
+        c.database.poolTimeout = try env.milliseconds("DB_POOL_TIMEOUT_MS", c.database.poolTimeout, 1...600_000)
+        c.database.lockTimeout = try env.milliseconds("DB_LOCK_TIMEOUT_MS", c.database.lockTimeout, 0...600_000)
+        c.database.statementTimeout = try env.milliseconds("DB_STATEMENT_TIMEOUT_MS", c.database.statementTimeout, 0...86_400_000)
+        c.database.idleInTransactionTimeout = try env.milliseconds(
+            "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", c.database.idleInTransactionTimeout, 0...86_400_000)
+        c.database.sendLanes = try env.int("SEND_BATCH_LANES", c.database.sendLanes, 1...64)
+        c.database.sendBatchMax = try env.int("SEND_BATCH_MAX", c.database.sendBatchMax, 1...1000)
+
+        c.auth.tokenLifetime = try env.seconds("ACCESS_TOKEN_TTL_SECONDS", c.auth.tokenLifetime, 60...31_536_000)
+        c.auth.bcryptCost = try env.int("BCRYPT_COST", c.auth.bcryptCost, 4...31)
+        c.auth.bcryptThreads = try env.int("BCRYPT_THREADS", c.auth.bcryptThreads, 1...64)
+        c.auth.bcryptMaxPending = try env.int("BCRYPT_MAX_PENDING", c.auth.bcryptMaxPending, 1...10_000)
+        c.auth.userCacheLifetime = try env.milliseconds("AUTH_CACHE_MS", c.auth.userCacheLifetime, 0...60_000)
+
+        c.uploads.directory = env.value("UPLOAD_DIR") ?? c.uploads.directory
+        c.uploads.publicBaseURL = (env.value("PUBLIC_BASE_URL") ?? c.uploads.publicBaseURL)
+            .trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+        c.uploads.maxBytes = try env.int("MAX_UPLOAD_BYTES", c.uploads.maxBytes, 1...(1 << 40))
+
+        let retentionSeconds = try env.int("RETENTION_INTERVAL_SECONDS", Int(c.retention.interval?.components.seconds ?? 0), 0...604_800)
+        c.retention.interval = retentionSeconds == 0 ? nil : .seconds(retentionSeconds)
+        c.retention.batchSize = try env.int("RETENTION_BATCH_SIZE", c.retention.batchSize, 1...100_000)
+        let changeLogDays = try env.int("CHANGE_LOG_RETENTION_DAYS", Int(c.retention.changeLogWindow.components.seconds / 86_400), 1...3650)
+        c.retention.changeLogWindow = .seconds(changeLogDays * 86_400)
+
+        if let instanceID = env.value("INSTANCE_ID") { c.realtime.instanceID = instanceID }
+        c.realtime.maxInboundMessageBytes = try env.int("WS_MAX_MESSAGE_BYTES", c.realtime.maxInboundMessageBytes, 1024...(1 << 20))
+        c.realtime.outboundQueueFrames = try env.int("WS_OUTBOUND_QUEUE_FRAMES", c.realtime.outboundQueueFrames, 16...1_000_000)
+        c.realtime.outboundQueueBytes = try env.int("WS_OUTBOUND_QUEUE_BYTES", c.realtime.outboundQueueBytes, 65536...(1 << 30))
+        c.realtime.pingInterval = try env.seconds("WS_PING_SECONDS", c.realtime.pingInterval, 1...3600)
+        c.realtime.heartbeat = try env.seconds("PRESENCE_HEARTBEAT_SECONDS", c.realtime.heartbeat, 1...60)
+        c.realtime.presenceExpiry = try env.seconds("PRESENCE_EXPIRY_SECONDS", c.realtime.presenceExpiry, 2...600)
+        guard c.realtime.presenceExpiry > c.realtime.heartbeat else {
             throw Invalid(description: "PRESENCE_EXPIRY_SECONDS must be longer than PRESENCE_HEARTBEAT_SECONDS")
         }
-        realtime.pollSeconds = try int("REALTIME_POLL_SECONDS", realtime.pollSeconds, 1...300)
-        realtime.catchUpBatch = try int("WS_CATCH_UP_BATCH", realtime.catchUpBatch, 1...1000)
-        realtime.maxSocketsPerUser = try int("WS_MAX_SOCKETS_PER_USER", realtime.maxSocketsPerUser, 1...100_000)
-        realtime.announceChanges = try bool("ANNOUNCE_CHANGES", true)
-        realtime.notifyBatchWindowMilliseconds = try int("NOTIFY_BATCH_WINDOW_MS", 0, 0...1000)
-        var database = DatabaseSettings()
-        database.lockTimeoutMilliseconds = try int("DB_LOCK_TIMEOUT_MS", database.lockTimeoutMilliseconds, 0...600_000)
-        database.statementTimeoutMilliseconds = try int(
-            "DB_STATEMENT_TIMEOUT_MS", database.statementTimeoutMilliseconds, 0...86_400_000)
-        database.idleInTransactionTimeoutMilliseconds = try int(
-            "DB_IDLE_IN_TRANSACTION_TIMEOUT_MS", database.idleInTransactionTimeoutMilliseconds, 0...86_400_000)
-        database.sendLanes = try int("SEND_BATCH_LANES", database.sendLanes, 1...64)
-        database.sendBatchMax = try int("SEND_BATCH_MAX", database.sendBatchMax, 1...1000)
-        database.authCacheMilliseconds = try int("AUTH_CACHE_MS", database.authCacheMilliseconds, 0...60_000)
-        var configuration = AppConfiguration(
-            databaseURL: migration.databaseURL,
-            host: value("HOST") ?? "0.0.0.0",
-            port: try int("PORT", 8000, 0...65535),
-            jwtSecret: secret,
-            accessTokenTTLSeconds: try int("ACCESS_TOKEN_TTL_SECONDS", 86_400, 60...31_536_000),
-            uploadDirectory: value("UPLOAD_DIR") ?? "./uploads",
-            publicBaseURL: (value("PUBLIC_BASE_URL") ?? "").trimmingCharacters(in: CharacterSet(charactersIn: "/")),
-            maxUploadBytes: try int("MAX_UPLOAD_BYTES", 20 * 1024 * 1024, 1...(1 << 40)),
-            databasePoolSize: try int("DB_POOL_SIZE", 10, 1...500),
-            databasePoolTimeoutSeconds: Double(try int("DB_POOL_TIMEOUT_MS", 5000, 1...600_000)) / 1000,
-            bcryptCost: try int("BCRYPT_COST", 12, 4...31),
-            logLevel: migration.logLevel,
-            developmentMode: development,
-            migrateOnStart: try bool("MIGRATE_ON_START", true),
-            migrationsDirectory: migration.migrationsDirectory,
-            retentionIntervalSeconds: try int("RETENTION_INTERVAL_SECONDS", 3600, 0...604_800),
-            retentionBatchSize: try int("RETENTION_BATCH_SIZE", 500, 1...100_000))
-        configuration.realtime = realtime
-        configuration.database = database
-        var limits = RateLimitSettings()
-        limits.loginFailuresPerMinute = try int("RATE_LIMIT_LOGIN_FAILURES_PER_MINUTE", limits.loginFailuresPerMinute, 0...100_000)
-        limits.loginFailuresPerAddressPerMinute = try int(
+        c.realtime.pollInterval = try env.seconds("REALTIME_POLL_SECONDS", c.realtime.pollInterval, 1...300)
+        c.realtime.catchUpBatch = try env.int("WS_CATCH_UP_BATCH", c.realtime.catchUpBatch, 1...1000)
+        c.realtime.maxSocketsPerUser = try env.int("WS_MAX_SOCKETS_PER_USER", c.realtime.maxSocketsPerUser, 1...100_000)
+        c.realtime.announceChanges = try env.bool("ANNOUNCE_CHANGES", c.realtime.announceChanges)
+        c.realtime.notifyBatchWindow = try env.milliseconds("NOTIFY_BATCH_WINDOW_MS", c.realtime.notifyBatchWindow, 0...1000)
+
+        let limits = c.rateLimits
+        c.rateLimits.loginFailuresPerMinute = try env.int("RATE_LIMIT_LOGIN_FAILURES_PER_MINUTE", limits.loginFailuresPerMinute, 0...100_000)
+        c.rateLimits.loginFailuresPerAddressPerMinute = try env.int(
             "RATE_LIMIT_LOGIN_FAILURES_PER_ADDRESS_PER_MINUTE", limits.loginFailuresPerAddressPerMinute, 0...1_000_000)
-        limits.registrationsPerAddressPerMinute = try int(
+        c.rateLimits.registrationsPerAddressPerMinute = try env.int(
             "RATE_LIMIT_REGISTRATIONS_PER_ADDRESS_PER_MINUTE", limits.registrationsPerAddressPerMinute, 0...1_000_000)
-        limits.sendsPerSecond = try int("RATE_LIMIT_SENDS_PER_SECOND", limits.sendsPerSecond, 0...1_000_000)
-        limits.sendBurst = try int("RATE_LIMIT_SEND_BURST", 2 * limits.sendsPerSecond, 0...1_000_000)
-        limits.typingPerSecond = try int("WS_TYPING_PER_SECOND", limits.typingPerSecond, 0...10_000)
-        limits.framesPerSecond = try int("WS_FRAMES_PER_SECOND", limits.framesPerSecond, 0...100_000)
-        limits.trustForwardedFor = try bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
-        configuration.rateLimits = limits
-        configuration.logFormat = migration.logFormat
-        configuration.accessLog = try bool("ACCESS_LOG", true)
-        configuration.cors = try CORSPolicy(parsing: value("CORS_ALLOWED_ORIGINS"))
-        configuration.metricsToken = value("METRICS_TOKEN").flatMap { $0.isEmpty ? nil : $0 }
-        configuration.shutdownGraceSeconds = try int("SHUTDOWN_GRACE_SECONDS", 10, 0...600)
-        configuration.changeLogRetentionDays = try int("CHANGE_LOG_RETENTION_DAYS", 7, 1...3650)
-        configuration.httpIdleTimeoutSeconds = try int("HTTP_IDLE_TIMEOUT_SECONDS", 30, 1...3600)
-        configuration.bcryptThreads = try int("BCRYPT_THREADS", 2, 1...64)
-        configuration.bcryptMaxPending = try int("BCRYPT_MAX_PENDING", 16, 1...10_000)
-        return configuration
+        c.rateLimits.sendsPerSecond = try env.int("RATE_LIMIT_SENDS_PER_SECOND", limits.sendsPerSecond, 0...1_000_000)
+        c.rateLimits.sendBurst = try env.optionalInt("RATE_LIMIT_SEND_BURST", 0...1_000_000)
+        c.rateLimits.typingPerSecond = try env.int("WS_TYPING_PER_SECOND", limits.typingPerSecond, 0...10_000)
+        c.rateLimits.framesPerSecond = try env.int("WS_FRAMES_PER_SECOND", limits.framesPerSecond, 0...100_000)
+        c.rateLimits.trustForwardedFor = try env.bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
+        return c
     }
+}
+
+extension Duration {
+    /// Whole milliseconds.
+    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
 
 /// How log lines are written (`LOG_FORMAT`).
@@ -360,5 +383,36 @@ final class EnvironmentReader {
             return nil
         }
         return value
+    }
+
+    func optionalInt(_ key: String, _ range: ClosedRange<Int>) throws -> Int? {
+        guard let text = value(key) else { return nil }
+        guard let number = Int(text), range.contains(number) else {
+            throw AppConfiguration.Invalid(description: "\(key) must be an integer in \(range)")
+        }
+        return number
+    }
+
+    func int(_ key: String, _ defaultValue: Int, _ range: ClosedRange<Int>) throws -> Int {
+        try optionalInt(key, range) ?? defaultValue
+    }
+
+    /// A duration given in whole seconds.
+    func seconds(_ key: String, _ defaultValue: Duration, _ range: ClosedRange<Int>) throws -> Duration {
+        try optionalInt(key, range).map { .seconds($0) } ?? defaultValue
+    }
+
+    /// A duration given in whole milliseconds.
+    func milliseconds(_ key: String, _ defaultValue: Duration, _ range: ClosedRange<Int>) throws -> Duration {
+        try optionalInt(key, range).map { .milliseconds($0) } ?? defaultValue
+    }
+
+    func bool(_ key: String, _ defaultValue: Bool) throws -> Bool {
+        guard let text = value(key)?.lowercased() else { return defaultValue }
+        switch text {
+        case "1", "true", "yes", "on": return true
+        case "0", "false", "no", "off": return false
+        default: throw AppConfiguration.Invalid(description: "\(key) must be true or false")
+        }
     }
 }

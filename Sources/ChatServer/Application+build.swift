@@ -24,9 +24,9 @@ public func buildApplication(
     let postgres = PostgresClient(
         configuration: PostgresConfiguration(
             // pg_stat_activity tells the instances apart (names are cut at 63 bytes).
-            url: configuration.databaseURL, applicationName: "chat-server \(realtime.instanceID)",
-            poolSize: configuration.databasePoolSize,
-            poolWaitTimeout: .milliseconds(Int(configuration.databasePoolTimeoutSeconds * 1000)),
+            url: configuration.database.url.value, applicationName: "chat-server \(realtime.instanceID)",
+            poolSize: configuration.database.poolSize,
+            poolWaitTimeout: configuration.database.poolTimeout,
             // This server announces its own changes after commit (see sql/0004_realtime.sql),
             // and no session waits on a lock, or holds one while idle, for long.
             sessionSettings: configuration.database.sessionSettings.merging(["chat.announces_own_changes": "on"]) {
@@ -40,26 +40,27 @@ public func buildApplication(
             announces: realtime.announceChanges),
         logger: logger)
     let notifier = ChangeNotifier(
-        postgres: postgres, batchWindow: .milliseconds(realtime.notifyBatchWindowMilliseconds), metrics: serverMetrics,
+        postgres: postgres, batchWindow: realtime.notifyBatchWindow, metrics: serverMetrics,
         logger: logger)
     let hub = RealtimeHub(
-        postgres: postgres, sockets: sockets, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
-        settings: .init(pollInterval: .seconds(realtime.pollSeconds), catchUpBatch: realtime.catchUpBatch),
+        postgres: postgres, sockets: sockets, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
+        settings: .init(pollInterval: realtime.pollInterval, catchUpBatch: realtime.catchUpBatch),
         logger: logger)
     let presenceStore = PresenceStore(
-        db: postgres, instanceID: realtime.instanceID, expiry: .seconds(realtime.presenceExpirySeconds))
+        db: postgres, instanceID: realtime.instanceID, expiry: realtime.presenceExpiry)
     let presence = PresenceTracker(
-        store: presenceStore, notifier: notifier, heartbeat: .seconds(realtime.heartbeatSeconds), logger: logger)
+        store: presenceStore, notifier: notifier, heartbeat: realtime.heartbeat, logger: logger)
     let events = realtime.announceChanges ? EventSinks([notifier, events]) : EventSinks([events])
-    let storage = UploadStorage(directory: configuration.uploadDirectory, maxBytes: configuration.maxUploadBytes)
+    let storage = UploadStorage(directory: configuration.uploads.directory, maxBytes: configuration.uploads.maxBytes)
     try storage.prepare()
     let auth = AuthMiddleware(
         tokens: await TokenService(
-            secret: configuration.jwtSecret, lifetime: .seconds(configuration.accessTokenTTLSeconds)),
+            secret: configuration.auth.jwtSecret.value, lifetime: configuration.auth.tokenLifetime),
         users: UserStore(db: postgres, logger: logger),
-        cache: AuthenticatedUserCache(lifetime: .milliseconds(configuration.database.authCacheMilliseconds)))
+        cache: AuthenticatedUserCache(lifetime: configuration.auth.userCacheLifetime))
     let hasher = PasswordHasher(
-        cost: configuration.bcryptCost, threads: configuration.bcryptThreads, maxPending: configuration.bcryptMaxPending)
+        cost: configuration.auth.bcryptCost, threads: configuration.auth.bcryptThreads,
+        maxPending: configuration.auth.bcryptMaxPending)
     let limits = RateLimits(configuration.rateLimits)
     let router = try await buildRouter(
         configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
@@ -69,23 +70,23 @@ public func buildApplication(
     WebSocketController(
         auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
-        presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.publicBaseURL),
+        presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
-        cors: configuration.cors, metrics: serverMetrics
+        cors: configuration.http.cors, metrics: serverMetrics
     ).addRoutes(to: webSocketRouter, registry: registry)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
     // flushes, and the pool closes last.
     var services: [any Service] = [postgres, notifier, writer, hub, presence, hasher]
-    if configuration.retentionIntervalSeconds > 0 {
+    if let interval = configuration.retention.interval {
         services.append(
             RetentionService(
                 store: RetentionStore(db: postgres), files: FileStore(db: postgres),
                 storage: storage,
-                interval: .seconds(configuration.retentionIntervalSeconds), batchSize: configuration.retentionBatchSize,
-                changeLogDays: configuration.changeLogRetentionDays, metrics: serverMetrics, logger: logger))
+                interval: interval, batchSize: configuration.retention.batchSize,
+                changeLogWindow: configuration.retention.changeLogWindow, metrics: serverMetrics, logger: logger))
     }
-    let clientTimeout = TimeAmount.seconds(Int64(configuration.httpIdleTimeoutSeconds))
+    let clientTimeout = TimeAmount.milliseconds(configuration.http.idleTimeout.milliseconds)
     var app = Application(
         router: router,
         server: .guardedHTTP1WebSocketUpgrade(
@@ -99,16 +100,16 @@ public func buildApplication(
                 ws: WebSocketServerConfiguration(
                     // Frames up to 1 MiB are read and answered with an error frame when
                     // they pass the protocol's own limit; larger ones close the socket (1009).
-                    maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: .seconds(realtime.pingIntervalSeconds)),
+                    maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: realtime.pingInterval),
                     closeTimeout: .seconds(10))),
             firstRequestTimeout: clientTimeout),
         configuration: .init(
-            address: .hostname(configuration.host, port: configuration.port), serverName: "chat-server"),
+            address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "chat-server"),
         services: services,
         logger: logger)
-    if configuration.migrateOnStart {
+    if configuration.database.migrateOnStart {
         app.beforeServerStarts {
-            let migrations = try ChatSchema.migrations(overrideDirectory: configuration.migrationsDirectory)
+            let migrations = try ChatSchema.migrations(overrideDirectory: configuration.database.migrationsDirectory)
             try await Migrator(client: postgres, logger: logger).migrate(migrations)
         }
     }
@@ -122,21 +123,21 @@ func buildRouter(
 ) async throws -> Router<ChatRequestContext> {
     let users = auth.users
     let tokens = auth.tokens
-    let files = FileURLs(publicBaseURL: configuration.publicBaseURL)
+    let files = FileURLs(publicBaseURL: configuration.uploads.publicBaseURL)
 
     let router = Router(context: ChatRequestContext.self)
     // Metrics outside the error middleware, so every request is counted and timed with the
     // status it was answered with (errors included), not as a thrown error.
-    router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: configuration.accessLog))
-    router.add(middleware: CORSMiddleware(policy: configuration.cors))
+    router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: configuration.http.accessLog))
+    router.add(middleware: CORSMiddleware(policy: configuration.http.cors))
     router.add(middleware: ErrorMiddleware())
 
-    OperationsController(postgres: postgres, metrics: metrics, metricsToken: configuration.metricsToken)
+    OperationsController(postgres: postgres, metrics: metrics, metricsToken: configuration.http.metricsToken?.value)
         .addRoutes(to: Routes(group: router.group(), prefix: "", registry: registry))
 
     AuthController(
         users: users, tokens: tokens, hasher: hasher, decoyHash: try await hasher.makeDecoyHash(),
-        tokenLifetimeSeconds: configuration.accessTokenTTLSeconds, limits: limits,
+        tokenLifetime: configuration.auth.tokenLifetime, limits: limits,
         trustForwardedFor: configuration.rateLimits.trustForwardedFor
     ).addRoutes(
         public: Routes(group: router.group("auth"), prefix: "auth", registry: registry),

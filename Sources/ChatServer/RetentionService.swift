@@ -4,14 +4,14 @@ import ServiceLifecycle
 
 /// Runs the retention job every `interval`: deletes expired messages in batches (one
 /// instance at a time, by advisory lock) and removes their files, prunes the rooms' change
-/// logs past `changeLogDays`, and clears partial uploads abandoned by a crashed process.
+/// logs past `changeLogWindow`, and clears partial uploads abandoned by a crashed process.
 struct RetentionService: Service {
     let store: RetentionStore
     let files: FileStore
     let storage: UploadStorage
     let interval: Duration
     let batchSize: Int
-    let changeLogDays: Int
+    let changeLogWindow: Duration
     let metrics: ServerMetrics
     let logger: Logger
 
@@ -46,7 +46,7 @@ struct RetentionService: Service {
             if batch.deletedMessages < batchSize { break }
         }
         var pruned = 0
-        while let count = try await store.pruneChanges(olderThanDays: changeLogDays, limit: batchSize * 20) {
+        while let count = try await store.pruneChanges(olderThan: changeLogWindow, limit: batchSize * 20) {
             pruned += count
             if count < batchSize * 20 { break }
         }

@@ -248,7 +248,7 @@ import Testing
         // A hash from before (plain bcrypt of the password) still logs in, and is replaced.
         let legacy = Bcrypt.hash("old password 1", cost: 4)
         try await db.execute("UPDATE users SET password_hash = \(legacy) WHERE user_name = \(name)")
-        try await withApp(configure: { $0.bcryptCost = 5 }) { (api: TestAPI) async throws in
+        try await withApp(configure: { $0.auth.bcryptCost = 5 }) { (api: TestAPI) async throws in
             #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 2"]).status == .unauthorized)
             #expect((try await storedHash()) == legacy)
             #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
@@ -256,7 +256,7 @@ import Testing
             #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
         }
         // BCRYPT_COST changed again: rehashed at the next login.
-        try await withApp(configure: { $0.bcryptCost = 4 }) { (api: TestAPI) async throws in
+        try await withApp(configure: { $0.auth.bcryptCost = 4 }) { (api: TestAPI) async throws in
             #expect(try await api.request(.post, "/auth/login", json: ["user_name": name, "password": "old password 1"]).status == .ok)
             #expect((try await storedHash()).hasPrefix("$chat2$$2b$04$"))
         }
@@ -266,8 +266,8 @@ import Testing
     /// A sign-in flood is bounded: past BCRYPT_MAX_PENDING hashes in progress, 503 at once.
     @Test func aSignInFloodIsRefusedNotQueued() async throws {
         try await withApp(configure: {
-            $0.bcryptCost = 10
-            $0.bcryptMaxPending = 2
+            $0.auth.bcryptCost = 10
+            $0.auth.bcryptMaxPending = 2
         }) { api in
             let statuses = try await withThrowingTaskGroup(of: (HTTPResponse.Status, String?).self) { group in
                 for index in 0..<12 {

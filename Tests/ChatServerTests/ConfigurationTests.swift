@@ -92,3 +92,26 @@ import Testing
         #expect(try DotEnv.merged(into: ["A": "b"], file: "/nonexistent/.env") == ["A": "b"])
     }
 }
+
+@Suite struct ConfigurationDefaultsTests {
+    /// Defaults live in one place (the settings' initial values): reading an environment
+    /// without the optional keys gives exactly them; durations read as durations.
+    @Test func anEmptyEnvironmentGivesTheDefaults() throws {
+        let read = try AppConfiguration.fromEnvironment(["DATABASE_URL": "postgresql://u@h/db", "JWT_SECRET": String(repeating: "s", count: 32)])
+        let defaults = AppConfiguration(databaseURL: "postgresql://u@h/db", jwtSecret: String(repeating: "s", count: 32))
+        #expect(read.http.port == defaults.http.port && read.http.idleTimeout == defaults.http.idleTimeout)
+        #expect(read.database.poolTimeout == defaults.database.poolTimeout && read.database.lockTimeout == .milliseconds(2000))
+        #expect(read.auth.tokenLifetime == .seconds(86_400) && read.auth.userCacheLifetime == defaults.auth.userCacheLifetime)
+        #expect(read.retention.interval == .seconds(3600) && read.retention.changeLogWindow == .seconds(7 * 86_400))
+        #expect(read.realtime.pingInterval == defaults.realtime.pingInterval && read.realtime.notifyBatchWindow == .zero)
+        #expect(read.rateLimits.effectiveSendBurst == 0)
+        let custom = try AppConfiguration.fromEnvironment([
+            "DATABASE_URL": "postgresql://u:pw@h/db", "JWT_SECRET": String(repeating: "s", count: 32),
+            "RETENTION_INTERVAL_SECONDS": "0", "WS_PING_SECONDS": "7", "DB_LOCK_TIMEOUT_MS": "250", "RATE_LIMIT_SENDS_PER_SECOND": "5",
+        ])
+        #expect(custom.retention.interval == nil && custom.realtime.pingInterval == .seconds(7))
+        #expect(custom.database.lockTimeout == .milliseconds(250) && custom.rateLimits.effectiveSendBurst == 10)
+        // Secrets never print.
+        #expect(!"\(custom.database.url) \(custom.auth.jwtSecret)".contains("pw") && !"\(custom)".contains("sssssss"))
+    }
+}

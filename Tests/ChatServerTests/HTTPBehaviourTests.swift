@@ -29,8 +29,8 @@ import HTTPTypes
 
     @Test func readyIs503WhenTheDatabaseIsUnreachable() async throws {
         try await withApp(configure: {
-            $0.databaseURL = "postgresql://nobody@127.0.0.1:1/none"
-            $0.migrateOnStart = false
+            $0.database.url = .init("postgresql://nobody@127.0.0.1:1/none")
+            $0.database.migrateOnStart = false
         }) { api in
             let ready = try await api.request(.get, "/ready")
             #expect(ready.status == .serviceUnavailable)

@@ -21,14 +21,17 @@ func withApp<R: Sendable>(
         throw TestSetupError(
             description: "DATABASE_URL is not set: run the suite with scripts/test.sh, which starts a PostgreSQL for it")
     }
-    var configuration = AppConfiguration(
-        databaseURL: url, port: 0, jwtSecret: TestAPI.secret, bcryptCost: 4, logLevel: .warning,
-        migrationsDirectory: TestAPI.sqlDirectory, retentionIntervalSeconds: 0)
+    var configuration = AppConfiguration(databaseURL: url, jwtSecret: TestAPI.secret)
+    configuration.http.port = 0
+    configuration.auth.bcryptCost = 4
+    configuration.logging.level = .warning
+    configuration.database.migrationsDirectory = TestAPI.sqlDirectory
+    configuration.retention.interval = nil
     // Every in-process app shares this one test process with the whole parallel suite: on a
     // starved machine a transaction's next round trip can wait seconds for a thread, and the
     // production 5 s idle-in-transaction limit ended room creations mid-transaction (seen in
     // CI). The limit itself is exercised by the real-process tests.
-    configuration.database.idleInTransactionTimeoutMilliseconds = 60_000
+    configuration.database.idleInTransactionTimeout = .seconds(60)
     configure(&configuration)
     var logger = Logger(label: "chat-tests")
     logger.logLevel = .warning

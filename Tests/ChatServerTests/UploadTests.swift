@@ -19,9 +19,9 @@ import Testing
     func withUploadApp(limit: Int = 4096, _ body: @Sendable @escaping (TestAPI, String) async throws -> Void) async throws {
         let directory = NSTemporaryDirectory() + "chat-uploads-\(UInt64.random(in: 0...UInt64.max))"
         try await withApp(configure: {
-            $0.uploadDirectory = directory
-            $0.maxUploadBytes = limit
-            $0.publicBaseURL = "https://chat.example.com"
+            $0.uploads.directory = directory
+            $0.uploads.maxBytes = limit
+            $0.uploads.publicBaseURL = "https://chat.example.com"
         }) { api in try await body(api, directory) }
         try? FileManager.default.removeItem(atPath: directory)
     }

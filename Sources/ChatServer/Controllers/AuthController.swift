@@ -8,7 +8,7 @@ struct AuthController {
     let tokens: TokenService
     let hasher: PasswordHasher
     let decoyHash: String
-    let tokenLifetimeSeconds: Int
+    let tokenLifetime: Duration
     let limits: RateLimits
     let trustForwardedFor: Bool
 
@@ -83,7 +83,7 @@ struct AuthController {
             }
             let token = try await tokens.issue(userID: account.user.id, name: account.user.name)
             return LoginResponse(
-                accessToken: token, tokenType: "bearer", expiresIn: tokenLifetimeSeconds, userId: account.user.id,
+                accessToken: token, tokenType: "bearer", expiresIn: Int(tokenLifetime.components.seconds), userId: account.user.id,
                 userName: account.user.name)
         }
         authenticated.on("me", .get) { _, context in

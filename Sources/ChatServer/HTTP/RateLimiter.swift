@@ -116,7 +116,7 @@ struct RateLimits: Sendable {
         loginFailuresByName = RateLimiter(.perMinute(settings.loginFailuresPerMinute))
         loginFailuresByAddress = RateLimiter(.perMinute(settings.loginFailuresPerAddressPerMinute))
         registrationsByAddress = RateLimiter(.perMinute(settings.registrationsPerAddressPerMinute))
-        sendsByUser = RateLimiter(.perSecond(settings.sendsPerSecond, burst: settings.sendBurst))
+        sendsByUser = RateLimiter(.perSecond(settings.sendsPerSecond, burst: settings.effectiveSendBurst))
     }
 }
 
