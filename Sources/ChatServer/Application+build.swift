@@ -44,7 +44,7 @@ public func buildApplication(
         logger: logger)
     let hub = RealtimeHub(
         postgres: postgres, sockets: sockets, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
-        settings: .init(pollInterval: realtime.pollInterval, catchUpBatch: realtime.catchUpBatch),
+        settings: .init(pollInterval: realtime.pollInterval, catchUpBatch: realtime.catchUpBatch), metrics: serverMetrics,
         logger: logger)
     let presenceStore = PresenceStore(
         db: postgres, instanceID: realtime.instanceID, expiry: realtime.presenceExpiry)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import Prometheus
 
 /// Every metric family the server exports at `/metrics`, each with its HELP text and
@@ -10,6 +11,16 @@ public struct ServerMetrics: Sendable {
     // WebSockets and delivery.
     let slowClientCloses: Counter
     let droppedNotices: Counter
+    let framesQueued: Counter
+    let framesDropped: Counter
+    let catchUpFrames: ValueHistogram
+    let notifyBatchesSent: Counter
+    let notifyBatchesReceived: Counter
+    let listenerReconnects: Counter
+    // Pool waits: counted from the pool's cumulative statistics at each scrape.
+    let poolWaits: Counter
+    let poolWaitSeconds: Counter
+    private let poolWaitsSeen = NIOLockedValueBox((count: 0, time: Duration.zero))
     // Retention.
     let retentionDeletedMessages: Counter
     let retentionRuns: Counter
@@ -36,6 +47,17 @@ public struct ServerMetrics: Sendable {
         retentionDeletedMessages = counter(
             "chat_retention_deleted_messages_total", "Messages deleted for good by the retention job")
         retentionRuns = counter("chat_retention_runs_total", "Retention job runs")
+        framesQueued = counter("chat_ws_frames_queued_total", "Live event frames queued to sockets (each socket counts once)")
+        framesDropped = counter(
+            "chat_ws_frames_dropped_total", "Frames refused because a socket's outbound queue was full (it is then closed with 4408)")
+        catchUpFrames = registry.makeValueHistogram(
+            descriptor: Self.descriptor("chat_ws_catch_up_frames", "Frames a socket received catching up (last_seq or last_message_id)"),
+            buckets: [0, 1, 10, 100, 1000, 10_000, 100_000])
+        notifyBatchesSent = counter("chat_notify_batches_sent_total", "NOTIFY payloads this instance sent (each carries one or more changes)")
+        notifyBatchesReceived = counter("chat_notify_batches_received_total", "NOTIFY payloads this instance's listener received")
+        listenerReconnects = counter("chat_listener_reconnects_total", "Times the LISTEN connection was lost and opened again")
+        poolWaits = counter("db_pool_waits_total", "Requests that had to wait for a database connection")
+        poolWaitSeconds = counter("db_pool_wait_seconds_total", "Time requests spent waiting for a database connection, in seconds")
         // Families that only get label sets later still show their HELP from the start.
         _ = openSockets(kind: "room")
         _ = openSockets(kind: "user")
@@ -69,7 +91,15 @@ public struct ServerMetrics: Sendable {
 
     // MARK: Refreshed at each scrape
 
-    func setPool(open: Int, idle: Int, waiting: Int) {
+    func setPool(open: Int, idle: Int, waiting: Int, waits: Int, waitTime: Duration) {
+        let (newWaits, newTime) = poolWaitsSeen.withLockedValue { seen in
+            defer { seen = (waits, waitTime) }
+            return (waits - seen.count, waitTime - seen.time)
+        }
+        if newWaits > 0 { poolWaits.increment(by: Int64(newWaits)) }
+        if newTime > .zero {
+            poolWaitSeconds.increment(by: Double(newTime.components.seconds) + Double(newTime.components.attoseconds) / 1e18)
+        }
         for (name, help, value) in [
             ("db_pool_open_connections", "Open database connections", open),
             ("db_pool_idle_connections", "Idle database connections", idle),

@@ -35,6 +35,8 @@ public final class PostgresClient: Service, Sendable {
         /// Connections open or being opened, leased or idle.
         var open = 0
         var waiters: [Waiter] = []
+        var waits = 0
+        var waitTime = Duration.zero
         var nextID = 1
         var closed = false
     }
@@ -157,10 +159,16 @@ public final class PostgresClient: Service, Sendable {
         public var open: Int
         public var idle: Int
         public var waiting: Int
+        /// Since the client started: how many acquisitions found no free connection, and
+        /// how long they waited in all.
+        public var waits: Int
+        public var waitTime: Duration
     }
 
     public var statistics: Statistics {
-        state.withLockedValue { Statistics(open: $0.open, idle: $0.idle.count, waiting: $0.waiters.count) }
+        state.withLockedValue {
+            Statistics(open: $0.open, idle: $0.idle.count, waiting: $0.waiters.count, waits: $0.waits, waitTime: $0.waitTime)
+        }
     }
 
     func lease() async throws -> PostgresConnection {
@@ -203,6 +211,14 @@ public final class PostgresClient: Service, Sendable {
     }
 
     private func waitForLeaseAction() async throws -> LeaseAction {
+        let start = ContinuousClock.now
+        defer {
+            let waited = ContinuousClock.now - start
+            state.withLockedValue { state in
+                state.waits += 1
+                state.waitTime += waited
+            }
+        }
         let waiterID = state.withLockedValue { state in
             defer { state.nextID += 1 }
             return state.nextID

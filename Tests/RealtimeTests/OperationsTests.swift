@@ -27,10 +27,15 @@ import Testing
             for type in types {
                 #expect(helped.contains(type[2]), "\(type[2]) has no HELP")
                 if type[3] == "counter" { #expect(type[2].hasSuffix("_total"), "\(type[2])") }
-                if type[3] == "histogram" { #expect(type[2].hasSuffix("_seconds"), "\(type[2])") }
+                if type[3] == "histogram" {
+                    #expect(["_seconds", "_bytes", "_frames"].contains { type[2].hasSuffix($0) }, "\(type[2]) has no unit suffix")
+                }
             }
             for family in ["http_request_duration_seconds_bucket", "process_cpu_seconds_total", "process_resident_memory_bytes",
-                "process_open_fds", "chat_ws_open_sockets", "db_pool_waiting_requests"]
+                "process_open_fds", "chat_ws_open_sockets", "db_pool_waiting_requests", "db_pool_waits_total",
+                "db_pool_wait_seconds_total", "chat_ws_frames_queued_total", "chat_ws_frames_dropped_total",
+                "chat_ws_catch_up_frames_bucket", "chat_notify_batches_sent_total", "chat_notify_batches_received_total",
+                "chat_listener_reconnects_total"]
             {
                 #expect(metrics.contains(family), "\(family) missing")
             }

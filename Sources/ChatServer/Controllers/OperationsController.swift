@@ -66,7 +66,7 @@ struct OperationsController {
                     : APIError.unauthorized("Metrics need the METRICS_TOKEN as a bearer token")
             }
             let stats = postgres.statistics
-            metrics.setPool(open: stats.open, idle: stats.idle, waiting: stats.waiting)
+            metrics.setPool(open: stats.open, idle: stats.idle, waiting: stats.waiting, waits: stats.waits, waitTime: stats.waitTime)
             metrics.setProcessMetrics()
             metrics.setConnectionObjects(
                 sessions: SocketSession.alive.withLockedValue { $0 },

@@ -135,6 +135,7 @@ final class ChangeNotifier: ChatEventSink, Service {
                     connection = opened
                 }
                 try await connection!.execute("SELECT pg_notify(\(ChangeNotice.channel), \(batch.payload))")
+                metrics.notifyBatchesSent.increment()
                 sent = batch.end
             } catch {
                 connection = nil

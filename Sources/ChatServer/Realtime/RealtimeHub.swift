@@ -71,10 +71,15 @@ final class RealtimeHub: Service {
     private let listener: PostgresListener
     private let files: FileURLs
     private let settings: Settings
+    private let metrics: ServerMetrics
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
 
-    init(postgres: PostgresClient, sockets: OpenSockets, files: FileURLs, settings: Settings, logger: Logger) {
+    init(
+        postgres: PostgresClient, sockets: OpenSockets, files: FileURLs, settings: Settings, metrics: ServerMetrics,
+        logger: Logger
+    ) {
+        self.metrics = metrics
         self.store = RealtimeStore(db: postgres)
         self.sockets = sockets
         self.listener = PostgresListener(client: postgres, channels: [ChangeNotice.channel], logger: logger)
@@ -87,12 +92,16 @@ final class RealtimeHub: Service {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.listener.run() }
             group.addTask {
+                var listens = 0
                 for await event in self.listener.events {
                     switch event {
                     case .listening:
+                        listens += 1
+                        if listens > 1 { self.metrics.listenerReconnects.increment() }
                         // Whatever was announced while no one listened is in the tables.
                         self.fetchAllRooms()
                     case .notification(let notification):
+                        self.metrics.notifyBatchesReceived.increment()
                         do {
                             for notice in try ChangeNotice.decodeBatch(notification.payload) { self.dispatch(notice) }
                         } catch {
@@ -131,8 +140,11 @@ final class RealtimeHub: Service {
             return
         }
         session.markSubscribed()
+        var caughtUp = 0
+        defer { metrics.catchUpFrames.record(Double(caughtUp)) }
         if catchUp.resync {
             guard await session.sendWhenSpace(ServerFrame.resyncRequired(roomID)) else { return }
+            caughtUp += 1
         }
         if var afterID = catchUp.messagesAfter {
             while !session.isClosing {
@@ -140,6 +152,7 @@ final class RealtimeHub: Service {
                     roomID: roomID, afterID: afterID, throughSeq: catchUp.changesAfter, limit: settings.catchUpBatch)
                 for message in messages {
                     guard await session.sendWhenSpace(ServerFrame.message(message, files: files)) else { return }
+                    caughtUp += 1
                     afterID = message.id
                 }
                 if messages.count < settings.catchUpBatch { break }
@@ -155,6 +168,7 @@ final class RealtimeHub: Service {
             for change in changes {
                 for frame in ChangeFrame.frames(for: change, files: files) where frame.audience.includes(session) {
                     guard await session.sendWhenSpace(frame.text) else { return }
+                    caughtUp += 1
                 }
                 cursor = change.seq
             }
@@ -367,6 +381,8 @@ final class RealtimeHub: Service {
                 roomID: roomID, after: cursor, limit: settings.catchUpBatch, inactiveAmong: Array(subscribers))
             guard let last = changes.last else { return }
             let rendered = changes.map { ($0, ChangeFrame.frames(for: $0, files: files)) }
+            var queued = 0
+            defer { if queued > 0 { metrics.framesQueued.increment(by: Int64(queued)) } }
             let stillOpen: Bool = state.withLockedValue { state in
                 if !removed.isEmpty { Self.cutOff(removed, from: roomID, in: &state) }
                 guard state.rooms[roomID]?.generation == generation else { return false }
@@ -378,6 +394,7 @@ final class RealtimeHub: Service {
                         let item = Outgoing(frame: frame.text, seq: frame.seq)
                         for id in room.subscriptions.keys where frame.audience.includes(room.subscriptions[id]!.session) {
                             Self.deliver(item, to: &room.subscriptions[id]!)
+                            queued += 1
                         }
                     }
                     room.cursor = max(room.cursor, change.seq)

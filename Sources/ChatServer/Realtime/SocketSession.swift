@@ -2,6 +2,7 @@ import ChatCore
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
+import Prometheus
 
 /// One open WebSocket as the hub sees it: who it belongs to, and its bounded queue of
 /// frames not yet written.
@@ -33,6 +34,8 @@ final class SocketSession: Sendable {
     struct Limits: Sendable {
         var frames: Int
         var bytes: Int
+        /// Counts frames refused at the bound.
+        var dropped: Counter?
     }
 
     /// Why a waiting writer resumes: a frame handed to it directly, the session closing,
@@ -108,6 +111,7 @@ final class SocketSession: Sendable {
             writer.resume(returning: .frame(frame))
             return true
         case .overflow:
+            limits.dropped?.increment()
             requestClose(.tooSlow)
             return false
         }

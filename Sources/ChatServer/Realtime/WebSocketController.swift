@@ -146,7 +146,7 @@ struct WebSocketController {
     }
 
     private var limits: SocketSession.Limits {
-        .init(frames: settings.outboundQueueFrames, bytes: settings.outboundQueueBytes)
+        .init(frames: settings.outboundQueueFrames, bytes: settings.outboundQueueBytes, dropped: metrics.framesDropped)
     }
 
     // MARK: Admission
