@@ -5,8 +5,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 log() { printf '==> %s\n' "$*" >&2; }
 
-# Installs libpq-dev and PostgreSQL (and, with `ensure_packages nginx`, nginx and
-# chromium for the test suite) with apt-get when they are missing.
+# Installs libpq-dev and PostgreSQL (and, with `ensure_packages nginx`, nginx, chromium
+# and pgbouncer for the test suite) with apt-get when they are missing.
 ensure_packages() {
     local missing=()
     if [ "${1:-}" = nginx ] && ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
@@ -15,6 +15,10 @@ ensure_packages() {
     # The test suite also loads /docs in a headless browser.
     if [ "${1:-}" = nginx ] && ! command -v chromium >/dev/null 2>&1; then
         missing+=(chromium)
+    fi
+    # The test suite also runs the server through PgBouncer.
+    if [ "${1:-}" = nginx ] && [ ! -x /usr/sbin/pgbouncer ]; then
+        missing+=(pgbouncer)
     fi
     [ -f /usr/include/postgresql/libpq-fe.h ] || missing+=(libpq-dev)
     pg_bin >/dev/null 2>&1 || missing+=(postgresql postgresql-contrib)
@@ -110,4 +114,81 @@ ensure_database() {
 stop_local_postgres() {
     local dir="$1"
     as_pg_user "$(pg_bin)/pg_ctl" -D "$dir" -m fast stop >/dev/null 2>&1 || true
+}
+
+# start_replica PRIMARY_PORT DIR PORT: a streaming replica of the local cluster on PRIMARY_PORT,
+# made afresh in DIR with pg_basebackup -R and started on PORT (or the next free port);
+# exports REPLICA_URL for its database "chat".
+start_replica() {
+    local primary_port="$1" dir="$2" port="$3" bin
+    bin="$(pg_bin)"
+    as_pg_user "$bin/pg_ctl" -D "$dir" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir"
+    chmod 700 "$dir"
+    log "making a streaming replica in $dir (pg_basebackup -R)"
+    as_pg_user "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir" -R -X stream -c fast 2>&1 |
+        grep -v 'skipping special file' >&2 || true
+    [ -f "$dir/standby.signal" ] || { log "pg_basebackup failed"; return 1; }
+    while port_in_use "$port"; do port=$((port + 1)); done
+    # Kept in the data directory, so that `pg_ctl start` alone brings it back (the tests
+    # stop and start it). max_connections must be at least the primary's.
+    as_pg_user tee -a "$dir/postgresql.auto.conf" >/dev/null <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+max_connections = 300
+hot_standby_feedback = on
+CONF
+    log "starting the replica on 127.0.0.1:$port"
+    as_pg_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null ||
+        { tail -n 20 "$dir/server.log" >&2; return 1; }
+    export REPLICA_URL="postgresql://postgres@127.0.0.1:$port/chat"
+}
+
+# start_pgbouncer DIR PORT PRIMARY_PORT: PgBouncer (Debian's) in transaction pooling mode in
+# front of the local cluster, configured in DIR, on PORT (or the next free port). Database
+# "chat" sets the sessions' settings the server needs (connect_query, see the README's
+# "PgBouncer"); "chat_bare" reaches the same database without them. Exports PGBOUNCER_URL.
+start_pgbouncer() {
+    local dir="$1" port="$2" primary_port="$3"
+    local pgbouncer=/usr/sbin/pgbouncer
+    stop_pgbouncer "$dir"
+    mkdir -p "$dir"
+    while port_in_use "$port"; do port=$((port + 1)); done
+    cat >"$dir/pgbouncer.ini" <<INI
+[databases]
+chat = host=127.0.0.1 port=$primary_port dbname=chat connect_query='SET TimeZone = UTC; SET DateStyle = ISO; SET lock_timeout = 2000; SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 5000; SET chat.announces_own_changes = on'
+chat_bare = host=127.0.0.1 port=$primary_port dbname=chat
+[pgbouncer]
+listen_addr = 127.0.0.1
+listen_port = $port
+unix_socket_dir =
+auth_type = trust
+auth_file = $dir/users.txt
+admin_users = postgres
+pool_mode = transaction
+; Fewer server connections than the servers' pools hold: transactions of one client
+; connection really do land on different server sessions.
+default_pool_size = 4
+max_client_conn = 1000
+logfile = $dir/pgbouncer.log
+pidfile = $dir/pgbouncer.pid
+INI
+    echo '"postgres" ""' >"$dir/users.txt"
+    [ "$(id -u)" -ne 0 ] || chown -R postgres:postgres "$dir"
+    log "starting PgBouncer (transaction pooling) on 127.0.0.1:$port"
+    as_pg_user "$pgbouncer" -d "$dir/pgbouncer.ini"
+    local i
+    for i in $(seq 1 40); do port_in_use "$port" && break; sleep 0.25; done
+    export PGBOUNCER_URL="postgresql://postgres@127.0.0.1:$port/chat"
+}
+
+stop_pgbouncer() {
+    local dir="$1"
+    if [ -f "$dir/pgbouncer.pid" ]; then
+        kill "$(cat "$dir/pgbouncer.pid")" 2>/dev/null || true
+        rm -f "$dir/pgbouncer.pid"
+    fi
 }

@@ -52,6 +52,8 @@ struct Serve: AsyncParsableCommand {
             try await ServiceGroup(configuration: group).run()
         } catch let error as PostgresError {
             throw CommandFailure(error, databaseURL: configuration.database.url.value)
+        } catch let error as AppConfiguration.Invalid {
+            throw CommandFailure(description: "configuration error: \(error.description)")
         }
     }
 }
@@ -75,7 +77,8 @@ struct Migrate: AsyncParsableCommand {
         let logger = makeLogger(settings.logging.level)
         let migrations = try ChatSchema.migrations(overrideDirectory: settings.migrationsDirectory)
         let client = PostgresClient(
-            configuration: PostgresConfiguration(url: settings.databaseURL, applicationName: "chat-server-migrate"),
+            configuration: PostgresConfiguration(
+                url: settings.databaseURL, applicationName: "chat-server-migrate", dedicatedURL: settings.listenURL),
             logger: logger)
         let migrator = Migrator(client: client, logger: logger)
         do {

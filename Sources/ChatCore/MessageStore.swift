@@ -53,18 +53,18 @@ public struct DeleteOutcome: Sendable {
 public struct MessageStore: Sendable {
     public static let maxPageSize = 100
 
-    let db: PostgresClient
+    let db: ChatDatabase
     let events: any ChatEventSink
     let writer: MessageWriter
 
-    public init(db: PostgresClient, events: any ChatEventSink, writer: MessageWriter) {
+    public init(db: ChatDatabase, events: any ChatEventSink, writer: MessageWriter) {
         self.db = db
         self.events = events
         self.writer = writer
     }
 
     public func messages(roomID: Int64, for userID: Int64, window: MessageWindow) async throws -> MessagePage {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             let total = try await connection.queryRow(
                 "SELECT count(*) FROM messages WHERE room_id = \(roomID)"
@@ -130,6 +130,7 @@ public struct MessageStore: Sendable {
     /// target in the same statement), then publishes it.
     public func send(_ message: ValidatedMessage) async throws -> SendOutcome {
         let outcome = try await writer.store(message).get()
+        db.wrote(by: message.senderID)
         if outcome.created {
             await events.publish(.messageCreated(outcome.message))
         }
@@ -140,7 +141,7 @@ public struct MessageStore: Sendable {
     public func edit(roomID: Int64, messageID: Int64, by userID: Int64, content newContent: String?) async throws
         -> Message
     {
-        let message: Message = try await db.withTransaction { connection in
+        let message: Message = try await db.primary.withTransaction { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             let current = try await connection.lockedMessage(roomID: roomID, messageID: messageID)
             guard current.senderID == userID else { throw ChatError.forbidden("Only the sender can edit a message") }
@@ -159,13 +160,14 @@ public struct MessageStore: Sendable {
                     SELECT \(unescaped: SQLColumns.message) FROM m JOIN users u ON u.user_id = m.sender_id
                     """))
         }
+        db.wrote(by: userID)
         await events.publish(.messageUpdated(message))
         return message
     }
 
     /// Soft-deletes a message (sender only). Deleting again returns the deleted message.
     public func delete(roomID: Int64, messageID: Int64, by userID: Int64) async throws -> DeleteOutcome {
-        let (outcome, changed): (DeleteOutcome, Bool) = try await db.withTransaction { connection in
+        let (outcome, changed): (DeleteOutcome, Bool) = try await db.primary.withTransaction { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             let current = try await connection.lockedMessage(roomID: roomID, messageID: messageID)
             guard current.senderID == userID else { throw ChatError.forbidden("Only the sender can delete a message") }
@@ -182,6 +184,7 @@ public struct MessageStore: Sendable {
                 """)
             return (DeleteOutcome(message: try Message(row: row), removedFilePath: current.filePath), true)
         }
+        db.wrote(by: userID)
         if changed { await events.publish(.messageDeleted(outcome.message)) }
         return outcome
     }
@@ -189,7 +192,7 @@ public struct MessageStore: Sendable {
     /// Marks the room read for the user: up to the newest message, or up to `messageID`.
     /// The read position never moves backwards.
     public func markRead(roomID: Int64, userID: Int64, upTo messageID: Int64?) async throws -> ReadState {
-        let state: ReadState = try await db.withTransaction { connection in
+        let state: ReadState = try await db.primary.withTransaction { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             let target: (id: Int64, readAt: Date?)
             if let messageID {
@@ -228,6 +231,7 @@ public struct MessageStore: Sendable {
                 unreadCount: try row.decode(Int.self, "unread_count"),
                 readReceiptsEnabled: try row.decode(Bool.self, "read_receipt_enabled"))
         }
+        db.wrote(by: userID)
         // Announced even with read receipts off: the reader's other devices learn the new
         // unread count (others are not told; see ChangeFrames).
         await events.publish(.messageRead(state))

@@ -29,17 +29,17 @@ public struct RoomStore: Sendable {
     /// largest size can be created in one request).
     public static let maxIDsPerRequest = 10_000
 
-    let db: PostgresClient
+    let db: ChatDatabase
     let events: any ChatEventSink
 
-    public init(db: PostgresClient, events: any ChatEventSink) {
+    public init(db: ChatDatabase, events: any ChatEventSink) {
         self.db = db
         self.events = events
     }
 
     /// The caller's active rooms, most recent activity first, and how many there are.
     public func rooms(for userID: Int64, page: Int, size: Int) async throws -> (rooms: [RoomSummary], total: Int) {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             let total = try await connection.queryRow(
                 """
                 SELECT count(*) FROM room_participants p JOIN rooms r ON r.room_id = p.room_id AND r.is_active
@@ -87,7 +87,7 @@ public struct RoomStore: Sendable {
         var name = try new.name.map(Validation.roomName)
         if new.type == .group, name == nil { throw ChatError.invalid("room_name is required for a group room") }
 
-        let result: (summary: RoomSummary, created: Bool, rejoined: [Participant]) = try await db.withTransaction {
+        let result: (summary: RoomSummary, created: Bool, rejoined: [Participant]) = try await db.primary.withTransaction {
             connection in
             let known = try await connection.query(
                 "SELECT user_id, user_name FROM users WHERE user_id = ANY(\(others)) AND is_active")
@@ -133,6 +133,8 @@ public struct RoomStore: Sendable {
             let summary = try await connection.summary(roomID: roomID, userID: creator.id)
             return (summary, created, created ? [] : joined)
         }
+        // Every member's view changed: their next reads see the room (read-your-writes).
+        for member in [creator.id] + others { db.wrote(by: member) }
         if result.created {
             await events.publish(.roomCreated(roomID: result.summary.room.id, participantIDs: [creator.id] + others))
         }
@@ -146,11 +148,11 @@ public struct RoomStore: Sendable {
     /// Throws `.notFound` unless the room exists and is active, `.forbidden` unless the user
     /// is one of its active participants. Routes call it before looking at a request body.
     public func requireParticipant(roomID: Int64, userID: Int64) async throws {
-        _ = try await db.withConnection { try await $0.roomAccess(roomID: roomID, userID: userID) }
+        _ = try await db.primary.withConnection { try await $0.roomAccess(roomID: roomID, userID: userID) }
     }
 
     public func room(id roomID: Int64, for userID: Int64) async throws -> Room {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             return try Room(
                 row: try await connection.queryRow(
@@ -163,7 +165,7 @@ public struct RoomStore: Sendable {
     }
 
     public func participants(roomID: Int64, for userID: Int64) async throws -> [Participant] {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             return try await connection.activeParticipants(roomID: roomID)
         }
@@ -176,7 +178,7 @@ public struct RoomStore: Sendable {
         }
         let ids = uniqued(userIDs)
         guard !ids.isEmpty else { throw ChatError.invalid("user_ids must name at least one user") }
-        let (participants, joined): ([Participant], [Participant]) = try await db.withTransaction { connection in
+        let (participants, joined): ([Participant], [Participant]) = try await db.primary.withTransaction { connection in
             let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
             guard access.type == .group else {
                 throw ChatError.notAllowed("Participants cannot be added to a direct room")
@@ -199,6 +201,8 @@ public struct RoomStore: Sendable {
             }
             return (try await connection.activeParticipants(roomID: roomID), joined)
         }
+        db.wrote(by: userID)
+        for participant in joined { db.wrote(by: participant.userID) }
         for participant in joined {
             await events.publish(
                 .participantJoined(roomID: roomID, userID: participant.userID, userName: participant.userName))
@@ -208,7 +212,7 @@ public struct RoomStore: Sendable {
 
     /// Removes a participant: anyone may leave; only the room's creator may remove others.
     public func removeParticipant(roomID: Int64, userID target: Int64, by userID: Int64) async throws -> [Participant] {
-        let (participants, removedName): ([Participant], String) = try await db.withTransaction { connection in
+        let (participants, removedName): ([Participant], String) = try await db.primary.withTransaction { connection in
             let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
             guard target == userID || access.createdBy == userID else {
                 throw ChatError.forbidden("Only the room's creator can remove other participants")
@@ -228,6 +232,8 @@ public struct RoomStore: Sendable {
             try await connection.execute("UPDATE rooms SET updated_at = now() WHERE room_id = \(roomID)")
             return (try await connection.activeParticipants(roomID: roomID), try row.decode(String.self, column: 0))
         }
+        db.wrote(by: userID)
+        db.wrote(by: target)
         await events.publish(.participantLeft(roomID: roomID, userID: target, userName: removedName))
         return participants
     }

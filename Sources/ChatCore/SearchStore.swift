@@ -21,9 +21,9 @@ public struct SearchPage: Sendable, Equatable {
 public struct SearchStore: Sendable {
     public static let maxPageSize = 100
 
-    let db: PostgresClient
+    let db: ChatDatabase
 
-    public init(db: PostgresClient) {
+    public init(db: ChatDatabase) {
         self.db = db
     }
 
@@ -31,7 +31,7 @@ public struct SearchStore: Sendable {
     public func search(roomID: Int64, userID: Int64, query: SearchQuery, page: Int, size: Int) async throws
         -> SearchPage
     {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             return try await connection.search(scope: "m.room_id = \(roomID)", query: query, page: page, size: size)
         }
@@ -39,7 +39,7 @@ public struct SearchStore: Sendable {
 
     /// Searches every active room the caller is an active participant of, newest first.
     public func searchAllRooms(userID: Int64, query: SearchQuery, page: Int, size: Int) async throws -> SearchPage {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             // The room ids go in as an array the planner can see (a subquery here was
             // estimated at one room and made it run the GIN scan once per room).
             let roomIDs = try await connection.query(

@@ -34,14 +34,14 @@ public struct RoomSettingsChange: Sendable, Equatable {
 public struct SettingsStore: Sendable {
     public static let retentionDays = 1...3650
 
-    let db: PostgresClient
+    let db: ChatDatabase
 
-    public init(db: PostgresClient) {
+    public init(db: ChatDatabase) {
         self.db = db
     }
 
     public func settings(roomID: Int64, userID: Int64) async throws -> RoomSettings {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             return try await connection.settings(roomID: roomID, userID: userID)
         }
@@ -53,7 +53,7 @@ public struct SettingsStore: Sendable {
             throw ChatError.invalid(
                 "message_retention_days must be within \(Self.retentionDays.lowerBound)...\(Self.retentionDays.upperBound)")
         }
-        return try await db.withTransaction { connection in
+        let settings = try await db.primary.withTransaction { connection in
             let access = try await connection.roomAccess(roomID: roomID, userID: userID, lock: .forUpdate)
             if change.changesRoomWideSettings {
                 guard access.createdBy == userID else {
@@ -79,6 +79,8 @@ public struct SettingsStore: Sendable {
             }
             return try await connection.settings(roomID: roomID, userID: userID)
         }
+        db.wrote(by: userID)
+        return settings
     }
 }
 

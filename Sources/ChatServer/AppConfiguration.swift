@@ -1,3 +1,4 @@
+import ChatCore
 import Foundation
 import Logging
 import Postgres
@@ -61,6 +62,22 @@ public struct AppConfiguration: Sendable {
     public struct DatabaseSettings: Sendable {
         /// `DATABASE_URL`, a libpq URI or key=value string (it may hold a password).
         public var url: Secret
+        /// `DATABASE_LISTEN_URL`: where the sessions that need a whole PostgreSQL session of
+        /// their own go (LISTEN, the NOTIFY sender, the migrations' advisory lock); nil:
+        /// `url`. Required, and must reach PostgreSQL directly, when `url` goes through a
+        /// transaction-pooling proxy.
+        public var listenURL: Secret?
+        /// `DATABASE_POOL_MODE`: `session` (default; `url` reaches PostgreSQL, or a proxy in
+        /// session mode) or `transaction` (`url` is PgBouncer with `pool_mode = transaction`:
+        /// no named prepared statements, session settings come from the proxy; README).
+        public var poolMode = PostgresConfiguration.PoolMode.session
+        /// `DATABASE_REPLICA_URLS`: streaming replicas of the primary, comma-separated, for
+        /// the reads clients page through (README, "Read replicas").
+        public var replicaURLs: [Secret] = []
+        /// A replica further behind the primary than this is skipped (`REPLICA_MAX_LAG_MS`);
+        /// between checks of the replicas' replay positions (`REPLICA_CHECK_INTERVAL_MS`).
+        public var replicaMaxLag = Duration.milliseconds(1000)
+        public var replicaCheckInterval = Duration.milliseconds(100)
         /// At most this many connections per instance (`DB_POOL_SIZE`); a request waits at most
         /// `poolTimeout` for one, then gets 503 (`DB_POOL_TIMEOUT_MS`).
         public var poolSize = 10
@@ -86,12 +103,16 @@ public struct AppConfiguration: Sendable {
             self.url = url
         }
 
-        /// The settings every server session starts with.
-        var sessionSettings: [String: String] {
+        /// The settings every server session starts with: no session waits on a lock, or
+        /// holds one while idle, for long, and the server announces its own changes after
+        /// commit (sql/0004_realtime.sql). Behind a transaction pooler the proxy sets them
+        /// (README, "PgBouncer").
+        public var serverSessionSettings: [String: String] {
             [
                 "lock_timeout": "\(lockTimeout.milliseconds)ms",
                 "statement_timeout": "\(statementTimeout.milliseconds)ms",
                 "idle_in_transaction_session_timeout": "\(idleInTransactionTimeout.milliseconds)ms",
+                "chat.announces_own_changes": "on",
             ]
         }
     }
@@ -214,24 +235,34 @@ public struct AppConfiguration: Sendable {
         public var logging: LoggingSettings
         public var migrationsDirectory: String?
 
+        /// `DATABASE_LISTEN_URL`: the migrations' session (it holds an advisory lock) goes there.
+        public var listenURL: String?
+
         public static func fromEnvironment(_ environment: [String: String]) throws -> MigrationSettings {
             try read(EnvironmentReader(environment))
+        }
+
+        /// Checks that `url` (the value of `key`) is a libpq connection string for PostgreSQL.
+        static func checkDatabaseURL(_ url: String, key: String) throws {
+            if let scheme = url.range(of: "://").map({ url[..<$0.lowerBound].lowercased() }),
+                !["postgresql", "postgres"].contains(scheme)
+            {
+                throw Invalid(
+                    description: "\(key) must be a PostgreSQL URI (postgresql://user:password@host:port/database), not \(scheme)://")
+            }
+            guard PostgresConfiguration(url: url).target != nil else {
+                throw Invalid(
+                    description: "\(key) is not a libpq connection string (postgresql://user:password@host:port/database or key=value pairs)")
+            }
         }
 
         static func read(_ env: EnvironmentReader) throws -> MigrationSettings {
             guard let databaseURL = env.value("DATABASE_URL") else {
                 throw Invalid(description: "DATABASE_URL is required (a libpq URI such as postgresql://user@host/db)")
             }
-            if let scheme = databaseURL.range(of: "://").map({ databaseURL[..<$0.lowerBound].lowercased() }),
-                !["postgresql", "postgres"].contains(scheme)
-            {
-                throw Invalid(
-                    description: "DATABASE_URL must be a PostgreSQL URI (postgresql://user:password@host:port/database), not \(scheme)://")
-            }
-            guard PostgresConfiguration(url: databaseURL).target != nil else {
-                throw Invalid(
-                    description: "DATABASE_URL is not a libpq connection string (postgresql://user:password@host:port/database or key=value pairs)")
-            }
+            try checkDatabaseURL(databaseURL, key: "DATABASE_URL")
+            let listenURL = env.value("DATABASE_LISTEN_URL")
+            if let listenURL { try checkDatabaseURL(listenURL, key: "DATABASE_LISTEN_URL") }
             var logging = LoggingSettings()
             if let text = env.value("LOG_LEVEL") {
                 guard let level = Logger.Level(rawValue: text.lowercased()) else {
@@ -240,7 +271,9 @@ public struct AppConfiguration: Sendable {
                 logging.level = level
             }
             logging.format = try LogFormat(parsing: env.value("LOG_FORMAT"))
-            return MigrationSettings(databaseURL: databaseURL, logging: logging, migrationsDirectory: env.value("MIGRATIONS_DIR"))
+            return MigrationSettings(
+                databaseURL: databaseURL, logging: logging, migrationsDirectory: env.value("MIGRATIONS_DIR"),
+                listenURL: listenURL)
         }
     }
 
@@ -286,6 +319,25 @@ public struct AppConfiguration: Sendable {
         c.http.metricsToken = env.value("METRICS_TOKEN").map(Secret.init)
 
         c.database.migrationsDirectory = migration.migrationsDirectory
+        c.database.listenURL = migration.listenURL.map(Secret.init)
+        if let mode = env.value("DATABASE_POOL_MODE") {
+            guard let parsed = PostgresConfiguration.PoolMode(rawValue: mode.lowercased()) else {
+                throw Invalid(description: "DATABASE_POOL_MODE must be session or transaction")
+            }
+            c.database.poolMode = parsed
+        }
+        if c.database.poolMode == .transaction && c.database.listenURL == nil {
+            throw Invalid(
+                description: "DATABASE_POOL_MODE=transaction needs DATABASE_LISTEN_URL: LISTEN and the migrations' lock need a PostgreSQL session of their own, not a transaction pooler")
+        }
+        let replicas = (env.value("DATABASE_REPLICA_URLS") ?? "").split(separator: ",").map {
+            $0.trimmingCharacters(in: .whitespaces)
+        }.filter { !$0.isEmpty }
+        for url in replicas { try MigrationSettings.checkDatabaseURL(url, key: "DATABASE_REPLICA_URLS") }
+        c.database.replicaURLs = replicas.map(Secret.init)
+        c.database.replicaMaxLag = try env.milliseconds("REPLICA_MAX_LAG_MS", c.database.replicaMaxLag, 1...3_600_000)
+        c.database.replicaCheckInterval = try env.milliseconds(
+            "REPLICA_CHECK_INTERVAL_MS", c.database.replicaCheckInterval, 10...60_000)
         c.database.migrateOnStart = try env.bool("MIGRATE_ON_START", c.database.migrateOnStart)
         c.database.poolSize = try env.int("DB_POOL_SIZE", c.database.poolSize, 1...500)
         c.database.poolTimeout = try env.milliseconds("DB_POOL_TIMEOUT_MS", c.database.poolTimeout, 1...600_000)
@@ -342,11 +394,6 @@ public struct AppConfiguration: Sendable {
         c.rateLimits.trustForwardedFor = try env.bool("TRUST_FORWARDED_FOR", limits.trustForwardedFor)
         return c
     }
-}
-
-extension Duration {
-    /// Whole milliseconds.
-    var milliseconds: Int64 { components.seconds * 1000 + components.attoseconds / 1_000_000_000_000_000 }
 }
 
 /// How log lines are written (`LOG_FORMAT`).

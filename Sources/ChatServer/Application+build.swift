@@ -21,18 +21,30 @@ public func buildApplication(
     let sockets = sockets ?? OpenSockets(maxPerUser: configuration.realtime.maxSocketsPerUser)
     let serverMetrics = ServerMetrics(registry: metrics)
     let realtime = configuration.realtime
-    let postgres = PostgresClient(
-        configuration: PostgresConfiguration(
-            // pg_stat_activity tells the instances apart (names are cut at 63 bytes).
-            url: configuration.database.url.value, applicationName: "chat-server \(realtime.instanceID)",
-            poolSize: configuration.database.poolSize,
-            poolWaitTimeout: configuration.database.poolTimeout,
-            // This server announces its own changes after commit (see sql/0004_realtime.sql),
-            // and no session waits on a lock, or holds one while idle, for long.
-            sessionSettings: configuration.database.sessionSettings.merging(["chat.announces_own_changes": "on"]) {
-                $1
-            }),
-        logger: logger)
+    let database = configuration.database
+    let primaryConfiguration = PostgresConfiguration(
+        // pg_stat_activity tells the instances apart (names are cut at 63 bytes).
+        url: database.url.value, applicationName: "chat-server \(realtime.instanceID)",
+        poolSize: database.poolSize, poolWaitTimeout: database.poolTimeout,
+        sessionSettings: database.serverSessionSettings, poolMode: database.poolMode,
+        dedicatedURL: database.listenURL?.value)
+    let postgres = PostgresClient(configuration: primaryConfiguration, logger: logger)
+    let replicas = database.replicaURLs.isEmpty
+        ? nil
+        : PostgresReplicas(
+            primary: postgres,
+            replicas: database.replicaURLs.map { url in
+                var replica = primaryConfiguration
+                replica.url = url.value
+                replica.poolMode = .session
+                replica.dedicatedURL = nil
+                // A replica that cannot serve soon sends the read to the primary instead.
+                replica.poolWaitTimeout = min(database.poolTimeout, .milliseconds(250))
+                return PostgresClient(configuration: replica, logger: logger)
+            },
+            settings: .init(maxLag: database.replicaMaxLag, checkInterval: database.replicaCheckInterval),
+            logger: logger)
+    let db = ChatDatabase(primary: postgres, replicas: replicas)
     let writer = MessageWriter(
         db: postgres,
         settings: .init(
@@ -47,7 +59,7 @@ public func buildApplication(
         settings: .init(pollInterval: realtime.pollInterval, catchUpBatch: realtime.catchUpBatch), metrics: serverMetrics,
         logger: logger)
     let presenceStore = PresenceStore(
-        db: postgres, instanceID: realtime.instanceID, expiry: realtime.presenceExpiry)
+        db: db, instanceID: realtime.instanceID, expiry: realtime.presenceExpiry)
     let presence = PresenceTracker(
         store: presenceStore, notifier: notifier, heartbeat: realtime.heartbeat, logger: logger)
     let events = realtime.announceChanges ? EventSinks([notifier, events]) : EventSinks([events])
@@ -63,12 +75,12 @@ public func buildApplication(
         maxPending: configuration.auth.bcryptMaxPending)
     let limits = RateLimits(configuration.rateLimits)
     let router = try await buildRouter(
-        configuration: configuration, postgres: postgres, storage: storage, auth: auth, hasher: hasher, logger: logger,
+        configuration: configuration, db: db, storage: storage, auth: auth, hasher: hasher, logger: logger,
         metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits,
         registry: registry)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
-        auth: auth, messages: MessageStore(db: postgres, events: events, writer: writer), rooms: RoomStore(db: postgres, events: events),
+        auth: auth, messages: MessageStore(db: db, events: events, writer: writer), rooms: RoomStore(db: db, events: events),
         realtime: RealtimeStore(db: postgres), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
@@ -78,6 +90,7 @@ public func buildApplication(
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
     // flushes, and the pool closes last.
     var services: [any Service] = [postgres, notifier, writer, hub, presence, hasher]
+    if let replicas { services.insert(replicas, at: 1) }
     if let interval = configuration.retention.interval {
         services.append(
             RetentionService(
@@ -107,6 +120,20 @@ public func buildApplication(
             address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "chat-server"),
         services: services,
         logger: logger)
+    if database.poolMode == .transaction {
+        app.beforeServerStarts {
+            // Behind a transaction pooler the proxy, not this process, sets the sessions'
+            // limits and flags; the send path depends on them (chat.announces_own_changes,
+            // sql/0006), so refuse to start without them (README, "PgBouncer").
+            let missing = try await postgres.sessionSettingsMissing()
+            if !missing.isEmpty {
+                let line = primaryConfiguration.effectiveSessionSettings.sorted { $0.key < $1.key }
+                    .map { "SET \($0.key) = \($0.value)" }.joined(separator: "; ")
+                throw AppConfiguration.Invalid(
+                    description: "DATABASE_POOL_MODE=transaction: the pooled sessions lack \(missing.joined(separator: ", ")); set them in the pooler (PgBouncer: connect_query='\(line)')")
+            }
+        }
+    }
     if configuration.database.migrateOnStart {
         app.beforeServerStarts {
             let migrations = try ChatSchema.migrations(overrideDirectory: configuration.database.migrationsDirectory)
@@ -117,10 +144,11 @@ public func buildApplication(
 }
 
 func buildRouter(
-    configuration: AppConfiguration, postgres: PostgresClient, storage: UploadStorage, auth: AuthMiddleware,
+    configuration: AppConfiguration, db: ChatDatabase, storage: UploadStorage, auth: AuthMiddleware,
     hasher: PasswordHasher, logger: Logger, metrics: ServerMetrics, events: any ChatEventSink, presence: PresenceStore,
     writer: MessageWriter, limits: RateLimits, registry: RouteRegistry
 ) async throws -> Router<ChatRequestContext> {
+    let postgres = db.primary
     let users = auth.users
     let tokens = auth.tokens
     let files = FileURLs(publicBaseURL: configuration.uploads.publicBaseURL)
@@ -132,7 +160,7 @@ func buildRouter(
     router.add(middleware: CORSMiddleware(policy: configuration.http.cors))
     router.add(middleware: ErrorMiddleware())
 
-    OperationsController(postgres: postgres, metrics: metrics, metricsToken: configuration.http.metricsToken?.value)
+    OperationsController(postgres: postgres, replicas: db.replicas, metrics: metrics, metricsToken: configuration.http.metricsToken?.value)
         .addRoutes(to: Routes(group: router.group(), prefix: "", registry: registry))
 
     AuthController(
@@ -144,14 +172,14 @@ func buildRouter(
         authenticated: Routes(group: router.group("auth").add(middleware: auth), prefix: "auth", registry: registry))
 
     let chat = Routes(group: router.group("chat").add(middleware: auth), prefix: "chat", registry: registry)
-    let rooms = RoomStore(db: postgres, events: events)
+    let rooms = RoomStore(db: db, events: events)
     RoomController(rooms: rooms).addRoutes(to: chat)
     MessageController(
-        messages: MessageStore(db: postgres, events: events, writer: writer), rooms: rooms, files: files, storage: storage,
+        messages: MessageStore(db: db, events: events, writer: writer), rooms: rooms, files: files, storage: storage,
         sends: limits.sendsByUser)
         .addRoutes(to: chat)
-    SettingsController(settings: SettingsStore(db: postgres), rooms: rooms).addRoutes(to: chat)
-    SearchController(search: SearchStore(db: postgres)).addRoutes(to: chat)
+    SettingsController(settings: SettingsStore(db: db), rooms: rooms).addRoutes(to: chat)
+    SearchController(search: SearchStore(db: db)).addRoutes(to: chat)
     PresenceController(presence: presence).addRoutes(to: chat)
 
     UploadsController(storage: storage, files: FileStore(db: postgres))

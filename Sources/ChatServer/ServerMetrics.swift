@@ -1,5 +1,7 @@
+import ChatCore
 import Foundation
 import NIOConcurrencyHelpers
+import Postgres
 import Prometheus
 
 /// Every metric family the server exports at `/metrics`, each with its HELP text and
@@ -21,6 +23,7 @@ public struct ServerMetrics: Sendable {
     let poolWaits: Counter
     let poolWaitSeconds: Counter
     private let poolWaitsSeen = NIOLockedValueBox((count: 0, time: Duration.zero))
+    private let replicaReadsSeen = NIOLockedValueBox([ReplicaReads: Int]())
     // Retention.
     let retentionDeletedMessages: Counter
     let retentionRuns: Counter
@@ -98,7 +101,7 @@ public struct ServerMetrics: Sendable {
         }
         if newWaits > 0 { poolWaits.increment(by: Int64(newWaits)) }
         if newTime > .zero {
-            poolWaitSeconds.increment(by: Double(newTime.components.seconds) + Double(newTime.components.attoseconds) / 1e18)
+            poolWaitSeconds.increment(by: newTime.inSeconds)
         }
         for (name, help, value) in [
             ("db_pool_open_connections", "Open database connections", open),
@@ -106,6 +109,56 @@ public struct ServerMetrics: Sendable {
             ("db_pool_waiting_requests", "Requests waiting for a database connection", waiting),
         ] {
             registry.makeGauge(descriptor: Self.descriptor(name, help)).set(Double(value))
+        }
+    }
+
+    /// Read replicas: whether each is in use, how far behind, and where reads went.
+    func setReplicas(_ replicas: PostgresReplicas) {
+        let states = replicas.replicaStates
+        var totals: [ReplicaReads: Int] = [.routedToPrimary: replicas.primaryReads, .recheckedOnPrimary: replicas.rechecks]
+        for state in states {
+            let labels = [("replica", state.name)]
+            registry.makeGauge(
+                descriptor: Self.descriptor(
+                    "db_replica_up", "Whether reads may use the replica (answering, in recovery, within REPLICA_MAX_LAG_MS)"),
+                labels: labels
+            ).set(state.usable ? 1.0 : 0.0)
+            registry.makeGauge(
+                descriptor: Self.descriptor(
+                    "db_replica_lag_seconds", "How far the replica's replay is behind the primary, in seconds (-1: unknown)"),
+                labels: labels
+            ).set(state.lag.map(\.inSeconds) ?? -1)
+            totals[.served(replica: state.name)] = state.reads
+            totals[.failed(replica: state.name)] = state.failedReads
+        }
+        let increments = replicaReadsSeen.withLockedValue { seen in
+            defer { seen = totals }
+            return totals.map { ($0.key, $0.value - (seen[$0.key] ?? 0)) }
+        }
+        for (kind, increment) in increments where increment > 0 {
+            let (name, help, labels) = kind.metric
+            registry.makeCounter(descriptor: Self.descriptor(name, help), labels: labels).increment(by: Int64(increment))
+        }
+    }
+
+    /// The read counts `PostgresReplicas` keeps, as counters.
+    enum ReplicaReads: Hashable {
+        case routedToPrimary, recheckedOnPrimary
+        case served(replica: String)
+        case failed(replica: String)
+
+        var metric: (name: String, help: String, labels: [(String, String)]) {
+            let routed = (
+                "db_replica_routed_reads_total",
+                "Replica-eligible reads that ran on the primary: no replica had the reader's last write or was within REPLICA_MAX_LAG_MS (primary), or a replica's not-found was checked there (recheck)"
+            )
+            switch self {
+            case .routedToPrimary: return (routed.0, routed.1, [("target", "primary")])
+            case .recheckedOnPrimary: return (routed.0, routed.1, [("target", "recheck")])
+            case .served(let replica): return ("db_replica_reads_total", "Reads a replica served", [("replica", replica)])
+            case .failed(let replica):
+                return ("db_replica_failed_reads_total", "Reads a replica failed, run again on the primary", [("replica", replica)])
+            }
         }
     }
 

@@ -151,7 +151,25 @@ public final class PostgresClient: Service, Sendable {
     /// it uses the pool's threads and closes when released by the caller.
     public func openDedicatedConnection() async throws -> PostgresConnection {
         try await PostgresConnection.connect(
-            configuration: configuration, id: 0, threadPool: threadPool, io: io, logger: logger)
+            configuration: configuration, role: .dedicated, id: 0, threadPool: threadPool, io: io, logger: logger)
+    }
+
+    /// The names of the `effectiveSessionSettings` a pooled session does not have. Behind a
+    /// transaction pooler the proxy must set them (PgBouncer's `connect_query`); this tells
+    /// whether it does. Each value is compared as PostgreSQL shows it, so `2000ms` and `2s` agree.
+    public func sessionSettingsMissing() async throws -> [String] {
+        try await withTransaction { connection in
+            var missing: [String] = []
+            for (name, value) in configuration.effectiveSessionSettings.sorted(by: { $0.key < $1.key }) {
+                let current = try await connection.queryRow("SELECT current_setting(\(name), true)")
+                    .decode(String?.self, column: 0)
+                // Set for this transaction only, to read the wanted value back in PostgreSQL's form.
+                let wanted = try await connection.queryRow("SELECT set_config(\(name), \(value), true)")
+                    .decode(String.self, column: 0)
+                if current != wanted { missing.append(name) }
+            }
+            return missing
+        }
     }
 
     /// Numbers for metrics and tests.
@@ -186,7 +204,8 @@ public final class PostgresClient: Service, Sendable {
                 }
                 do {
                     return try await PostgresConnection.connect(
-                        configuration: configuration, id: id, threadPool: threadPool, io: io, logger: logger)
+                        configuration: configuration, role: .pooled, id: id, threadPool: threadPool, io: io,
+                        logger: logger)
                 } catch {
                     openFailed()
                     throw error

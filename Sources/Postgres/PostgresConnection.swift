@@ -25,6 +25,8 @@ public final class PostgresConnection: @unchecked Sendable {
     public let id: Int
     /// SQL text → prepared statement name, for statements prepared on this connection.
     private var statements: [String: String] = [:]
+    /// False behind a transaction pooler: every statement is then sent unnamed.
+    let namesStatements: Bool
     static let maxCachedStatements = 512
 
     /// How statements wait for the server (see `PostgresConfiguration.IOMode`).
@@ -35,8 +37,17 @@ public final class PostgresConnection: @unchecked Sendable {
         #endif
     }
 
-    private init(pointer: OpaquePointer, threadPool: NIOThreadPool, io: IO, id: Int, logger: Logger) {
+    /// Which kind of session a connection is opened for (see `PostgresConfiguration.PoolMode`).
+    enum Role: Sendable {
+        /// One of the pool's connections, to `url`.
+        case pooled
+        /// A whole session of its own (LISTEN, advisory locks), to `dedicatedURL` or `url`.
+        case dedicated
+    }
+
+    private init(pointer: OpaquePointer, threadPool: NIOThreadPool, io: IO, id: Int, namesStatements: Bool, logger: Logger) {
         self.pointer = pointer
+        self.namesStatements = namesStatements
         self.threadPool = threadPool
         self.io = io
         self.id = id
@@ -54,11 +65,13 @@ public final class PostgresConnection: @unchecked Sendable {
 
     /// Opens a connection from a libpq connection URI or key/value string.
     static func connect(
-        configuration: PostgresConfiguration, id: Int = 0, threadPool: NIOThreadPool, io: IO, logger: Logger
+        configuration: PostgresConfiguration, role: Role, id: Int = 0, threadPool: NIOThreadPool, io: IO,
+        logger: Logger
     ) async throws -> PostgresConnection {
         do {
             return try await threadPool.runIfActive {
-                try blockingConnect(configuration: configuration, id: id, threadPool: threadPool, io: io, logger: logger)
+                try blockingConnect(
+                    configuration: configuration, role: role, id: id, threadPool: threadPool, io: io, logger: logger)
             }
         } catch let error as PostgresError {
             throw error
@@ -68,19 +81,21 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     static func blockingConnect(
-        configuration: PostgresConfiguration, id: Int, threadPool: NIOThreadPool, io: IO, logger: Logger
+        configuration: PostgresConfiguration, role: Role, id: Int, threadPool: NIOThreadPool, io: IO, logger: Logger
     ) throws -> PostgresConnection {
+        let throughTransactionPooler = role == .pooled && configuration.poolMode == .transaction
+        let url = role == .dedicated ? configuration.dedicatedURL ?? configuration.url : configuration.url
         // Keywords before `dbname` are defaults the URL may override; those after it win.
-        let parameters: [(String, String)] = [
+        var parameters: [(String, String)] = [
             ("application_name", configuration.applicationName),
             ("connect_timeout", String(configuration.connectTimeoutSeconds)),
             // Notice a silently dead server within about a minute, not the kernel's two hours
             // (matters most for a LISTEN connection, which may never send anything).
             ("keepalives", "1"), ("keepalives_idle", "30"), ("keepalives_interval", "10"), ("keepalives_count", "3"),
-            ("dbname", configuration.url),
+            ("dbname", url),
             ("client_encoding", "UTF8"),
-            ("options", configuration.startupOptions),
         ]
+        if !throughTransactionPooler { parameters.append(("options", configuration.startupOptions)) }
         let keys = parameters.map { strdup($0.0) }
         let values = parameters.map { strdup($0.1) }
         defer {
@@ -111,7 +126,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
         #endif
         logger.debug("postgres connection opened", metadata: ["db.connection_id": "\(id)"])
-        return PostgresConnection(pointer: pointer, threadPool: threadPool, io: io, id: id, logger: logger)
+        return PostgresConnection(
+            pointer: pointer, threadPool: threadPool, io: io, id: id, namesStatements: !throughTransactionPooler,
+            logger: logger)
     }
 
     // MARK: State
@@ -180,7 +197,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Runs a query as a named prepared statement (prepared on first use on this connection),
     /// or with `.unnamed`, planned afresh for its values.
     public func query(_ query: PostgresQuery, preparation: Preparation = .named) async throws -> PostgresRows {
-        if preparation == .unnamed { return try await executeUnnamed(query) }
+        if preparation == .unnamed || !namesStatements { return try await executeUnnamed(query) }
         do {
             return try await executePrepared(query)
         } catch let error as PostgresError where isStalePreparedStatement(error) && transactionState == .idle {

@@ -27,6 +27,17 @@ struct Cluster: Sendable {
         }
     }
 
+    /// With `CHAT_TEST_DATABASE_PATH=pgbouncer` (scripts/test.sh's second pass), the servers'
+    /// pools go through the suite's PgBouncer in transaction pooling mode and LISTEN goes direct.
+    static func databasePathEnvironment(directURL: String) -> [String: String] {
+        let environment = ProcessInfo.processInfo.environment
+        guard environment["CHAT_TEST_DATABASE_PATH"] == "pgbouncer" else { return [:] }
+        return [
+            "DATABASE_URL": environment["TEST_PGBOUNCER_URL"] ?? "TEST_PGBOUNCER_URL is not set",
+            "DATABASE_POOL_MODE": "transaction", "DATABASE_LISTEN_URL": directURL,
+        ]
+    }
+
     func http(_ server: ServerProcess) -> HTTPTestClient { HTTPTestClient(port: server.port) }
 
     /// A user known to the server (created from its token on first use).
@@ -106,6 +117,7 @@ func withCluster(
             "UPLOAD_DIR": logDirectory.appendingPathComponent("uploads").path, "INSTANCE_ID": "test-\(name)-\(UUID())",
             "RETENTION_INTERVAL_SECONDS": "0",
         ]
+        env.merge(Cluster.databasePathEnvironment(directURL: url)) { _, new in new }
         env.merge(environment) { _, new in new }
         servers.append(
             ServerProcess(name: "\(name)-\(UUID().uuidString.prefix(8))", port: try ServerProcess.freePort(),

@@ -24,18 +24,18 @@ public struct PresenceStore: Sendable {
         public var roomID: Int64
     }
 
-    let db: PostgresClient
+    let db: ChatDatabase
     public let instanceID: String
     public let expiry: Duration
 
-    public init(db: PostgresClient, instanceID: String, expiry: Duration) {
+    public init(db: ChatDatabase, instanceID: String, expiry: Duration) {
         self.db = db
         self.instanceID = instanceID
         self.expiry = expiry
     }
 
     private var expirySeconds: Double {
-        Double(expiry.components.seconds) + Double(expiry.components.attoseconds) / 1e18
+        expiry.inSeconds
     }
 
     /// The instance `i` still heartbeats: its sessions count.
@@ -48,10 +48,10 @@ public struct PresenceStore: Sendable {
     /// caller then records its sessions again.
     @discardableResult
     public func heartbeat() async throws -> Bool {
-        let updated = try await db.execute(
+        let updated = try await db.primary.execute(
             "UPDATE chat_instances SET heartbeat_at = now() WHERE instance_id = \(instanceID)")
         if updated == 1 { return true }
-        try await db.execute(
+        try await db.primary.execute(
             "INSERT INTO chat_instances (instance_id) VALUES (\(instanceID)) ON CONFLICT DO NOTHING")
         return false
     }
@@ -60,7 +60,8 @@ public struct PresenceStore: Sendable {
     /// the row is new here and no other live instance holds one, i.e. when `online` is to be
     /// announced (a row already there was announced when it was written).
     public func opened(userID: Int64, roomID: Int64) async throws -> Bool {
-        try await db.withTransaction { connection in
+        defer { db.wrote(by: userID) }
+        return try await db.primary.withTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
             let row = try await connection.queryRow(
                 """
@@ -81,7 +82,7 @@ public struct PresenceStore: Sendable {
     /// The (user, room) rows this instance holds, with the users' names (for reconciling
     /// them with the sockets it really has after a failed write or a stall).
     public func sessions() async throws -> [(userID: Int64, userName: String, roomID: Int64)] {
-        try await db.query(
+        try await db.primary.query(
             """
             SELECT s.user_id, u.user_name, s.room_id FROM presence_sessions s JOIN users u USING (user_id)
             WHERE s.instance_id = \(instanceID)
@@ -93,7 +94,8 @@ public struct PresenceStore: Sendable {
     /// true when it held the row and no other live instance holds one (announce `offline`);
     /// `last_seen_at` is set when the user has no live socket left anywhere.
     public func closed(userID: Int64, roomID: Int64) async throws -> Bool {
-        try await db.withTransaction { connection in
+        defer { db.wrote(by: userID) }
+        return try await db.primary.withTransaction { connection in
             try await connection.execute("SELECT pg_advisory_xact_lock(\(Self.lockSpace), hashint8(\(userID)))")
             let deleted = try await connection.execute(
                 """
@@ -122,7 +124,7 @@ public struct PresenceStore: Sendable {
     /// (user, room) pairs that thereby lost their last live socket. Safe to run on every
     /// instance at once (`SKIP LOCKED`).
     public func reapDeadInstances() async throws -> [WentOffline] {
-        try await db.withTransaction { connection in
+        try await db.primary.withTransaction { connection in
             let dead = try await connection.query(
                 """
                 SELECT instance_id, heartbeat_at FROM chat_instances
@@ -176,7 +178,7 @@ public struct PresenceStore: Sendable {
     /// and at start, where rows left by a previous process with the same INSTANCE_ID are
     /// stale. Returns who thereby went offline on which room, to be announced.
     public func unregister() async throws -> [WentOffline] {
-        try await db.withTransaction { connection in
+        try await db.primary.withTransaction { connection in
             let mine = try await connection.query(
                 "SELECT instance_id, heartbeat_at FROM chat_instances WHERE instance_id = \(instanceID) FOR UPDATE"
             ).map { try $0.decode((String, Date).self) }
@@ -186,7 +188,7 @@ public struct PresenceStore: Sendable {
 
     /// Online status of every active participant of the room (the caller must be one).
     public func status(roomID: Int64, for userID: Int64) async throws -> [Status] {
-        try await db.withConnection { connection in
+        try await db.read(for: userID) { connection in
             _ = try await connection.roomAccess(roomID: roomID, userID: userID)
             return try await connection.query(
                 """

@@ -7,6 +7,7 @@ import Prometheus
 /// `/health`, `/ready`, `/metrics` and `/openapi.json`.
 struct OperationsController {
     let postgres: PostgresClient
+    let replicas: PostgresReplicas?
     let metrics: ServerMetrics
     /// With a token, `/metrics` needs `Authorization: Bearer <token>`; without one it is
     /// served to clients on this host only (`METRICS_TOKEN`).
@@ -67,6 +68,7 @@ struct OperationsController {
             }
             let stats = postgres.statistics
             metrics.setPool(open: stats.open, idle: stats.idle, waiting: stats.waiting, waits: stats.waits, waitTime: stats.waitTime)
+            if let replicas { metrics.setReplicas(replicas) }
             metrics.setProcessMetrics()
             metrics.setConnectionObjects(
                 sessions: SocketSession.alive.withLockedValue { $0 },

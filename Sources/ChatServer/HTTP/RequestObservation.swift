@@ -1,3 +1,4 @@
+import ChatCore
 import HTTPTypes
 import Hummingbird
 import Logging
@@ -56,7 +57,7 @@ struct RequestObservationMiddleware: RouterMiddleware {
         var metadata: Logger.Metadata = [
             "http.method": "\(request.method.rawValue)", "http.route": "\(route)", "http.path": "\(request.uri.path)",
             "http.status": "\(status)",
-            "http.duration_ms": "\(Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15)",
+            "http.duration_ms": "\(duration.inSeconds * 1000)",
         ]
         if let userID = context.authenticatedUserID.withLockedValue({ $0 }) { metadata["chat.user_id"] = "\(userID)" }
         context.logger.info("request", metadata: metadata)
