@@ -64,7 +64,7 @@ import Testing
                             ids.append(try await cluster.post("m\(index)-\(number)", by: user, room: room, via: client))
                             // Reads and edits too: every kind of statement goes through the pooler.
                             let page = try await client.request(
-                                "GET", "/chat/rooms/\(room)/messages/?page_size=5", token: user.token)
+                                "GET", "/chat/rooms/\(room)/messages/?size=5", token: user.token)
                             #expect(page.status == 200, "\(page)")
                         }
                         return ids
