@@ -25,7 +25,7 @@ TARGET_UTILISATION = 0.6         # plan every machine to run at most this busy a
 REPLICA_CORES = 8                # one read replica
 PRIMARY_SIZES = [2, 4, 8, 16, 32, 64, 96, 128]   # cores of the machines to choose from
 DB_POOL_SIZE = 10                # the server's default request pool (DB_POOL_SIZE)
-DEDICATED_CONNECTIONS = 3        # per instance, outside the pool: LISTEN, notifier, send lanes' batch connection(s)
+DEDICATED_CONNECTIONS = 2        # per instance, outside the pool: LISTEN and the notifier (send lanes lease from the pool)
 # WAL replay on a replica, as a share of the primary's CPU for the same writes. Not measured
 # here: an assumption (replay applies WAL without parsing, planning or checking constraints).
 REPLAY_SHARE_OF_WRITE_CPU = 0.3

@@ -128,7 +128,12 @@ start_replica() {
     [ "$(id -u)" -ne 0 ] || chown postgres:postgres "$dir"
     chmod 700 "$dir"
     log "making a streaming replica in $dir (pg_basebackup -R)"
-    as_pg_user "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir" -R -X stream -c fast 2>&1 |
+    # A replication slot keeps the primary's WAL until the replica has it, so a replica the
+    # tests stop while the primary writes catches up when it starts again.
+    psql -q -X "postgresql://postgres@127.0.0.1:$primary_port/postgres" -c \
+        "SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = 'chat_test_replica'" >/dev/null
+    as_pg_user "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary_port" -U postgres -D "$dir" -R -X stream -c fast \
+        -C -S chat_test_replica 2>&1 |
         grep -v 'skipping special file' >&2 || true
     [ -f "$dir/standby.signal" ] || { log "pg_basebackup failed"; return 1; }
     while port_in_use "$port"; do port=$((port + 1)); done
@@ -159,7 +164,7 @@ start_pgbouncer() {
     while port_in_use "$port"; do port=$((port + 1)); done
     cat >"$dir/pgbouncer.ini" <<INI
 [databases]
-chat = host=127.0.0.1 port=$primary_port dbname=chat connect_query='SET TimeZone = UTC; SET DateStyle = ISO; SET lock_timeout = 2000; SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 5000; SET chat.announces_own_changes = on'
+chat = host=127.0.0.1 port=$primary_port dbname=chat connect_query='SET TimeZone = UTC; SET DateStyle = ISO; SET lock_timeout = 2000; SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 5000; SET chat.announces_own_changes = on; SET random_page_cost = 1.1'
 chat_bare = host=127.0.0.1 port=$primary_port dbname=chat
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -11,6 +11,8 @@ start_local_postgres "$ROOT/.pgdata-test" "${TEST_PG_PORT:-54330}"
 trap 'stop_pgbouncer "$ROOT/.pgbouncer-test"; stop_local_postgres "$ROOT/.pgdata-test-replica"; stop_local_postgres "$ROOT/.pgdata-test"' EXIT
 recreate_database
 
+log "checking that docs/scaling.md's capacity table is what Benchmarks/ gives"
+python3 "$ROOT/scripts/capacity.py" --check
 log "checking the Compose deployment (deploy/)"
 bash "$ROOT/scripts/check-deploy.sh"
 log "building"

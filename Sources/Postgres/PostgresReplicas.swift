@@ -43,12 +43,15 @@ public struct PrimaryWALHistory: Sendable {
     public private(set) var samples: [Sample] = []
     /// Samples older than this are dropped.
     public let keep: Duration
+    /// When sampling began.
+    private var firstEver: Instant?
 
     public init(keep: Duration) {
         self.keep = keep
     }
 
     public mutating func record(_ position: WALPosition, at instant: Instant) {
+        if firstEver == nil { firstEver = instant }
         samples.append(Sample(instant: instant, position: position))
         if let first = samples.firstIndex(where: { instant - $0.instant <= keep }), first > 0 {
             samples.removeFirst(first)
@@ -63,11 +66,15 @@ public struct PrimaryWALHistory: Sendable {
 
     /// How stale a replica that has replayed up to `replayed` is, at `now`: the age of the
     /// oldest sample it has not reached (zero when it has every sample), which is within one
-    /// sampling interval of the truth. Nil when it has reached none of the samples kept: then
-    /// nothing says how far behind it is.
+    /// sampling interval of the truth. When it has reached none of the samples kept, the age
+    /// of the oldest sample is a lower bound once sampling has gone on for `keep`; before
+    /// that nothing says how far behind it is (nil).
     public func lag(ofReplayed replayed: WALPosition, at now: Instant) -> Duration? {
         guard let oldestMissing = samples.firstIndex(where: { $0.position > replayed }) else { return .zero }
-        return oldestMissing == 0 ? nil : now - samples[oldestMissing].instant
+        if oldestMissing == 0 {
+            guard let firstEver, now - firstEver >= keep else { return nil }
+        }
+        return now - samples[oldestMissing].instant
     }
 }
 

@@ -37,7 +37,15 @@ import Testing
         #expect(history.lag(ofReplayed: WALPosition(650), at: now) == .zero)
         #expect(history.lag(ofReplayed: WALPosition(300), at: now) == .seconds(2), "missing the sample of second 4")
         #expect(history.lag(ofReplayed: WALPosition(250), at: now) == .seconds(3))
-        #expect(history.lag(ofReplayed: WALPosition(50), at: now) == nil, "behind everything kept: unknown")
+        #expect(history.lag(ofReplayed: WALPosition(50), at: now) == nil, "behind everything, sampling young: unknown")
+    }
+
+    @Test func behindEverySampleOfAFullHistoryIsAtLeastItsAge() {
+        let start = ContinuousClock.now
+        var history = PrimaryWALHistory(keep: .seconds(3))
+        for step in 0...10 { history.record(WALPosition(UInt64(step * 100)), at: start + .seconds(step)) }
+        // Samples of seconds 7...10 are kept; a replica at 50 has none of them.
+        #expect(history.lag(ofReplayed: WALPosition(50), at: start + .seconds(11)) == .seconds(4))
     }
 
     @Test func samplesOlderThanTheWindowAreDropped() {

@@ -143,7 +143,9 @@ import Testing
             }
             #expect(stale.isEmpty, "stale reads after own writes: \(stale.prefix(10))")
             let routed = try await Self.metric("db_replica_routed_reads_total{target=\"primary\"}", of: cluster.a) ?? 0
-            #expect(routed >= 1000, "the writer's reads went to the primary while the replica lagged (\(routed))")
+            // Each read follows its write by milliseconds, and the replica replays 2 s late: all
+            // but the odd read that came after a check found the replica caught up go to the primary.
+            #expect(routed >= 900, "the writer's reads went to the primary while the replica lagged (\(routed))")
         }
     }
 
