@@ -147,8 +147,9 @@ public final class PostgresClient: Service, Sendable {
         try await withConnection { try await $0.queryOptionalRow(query) }
     }
 
-    /// Opens a connection outside the pool (for LISTEN or long administrative sessions);
-    /// it uses the pool's threads and closes when released by the caller.
+    /// Opens a connection outside the pool (for LISTEN, session advisory locks or session
+    /// settings), to `configuration.dedicatedURL` when set; it uses the pool's threads and
+    /// closes when released by the caller.
     public func openDedicatedConnection() async throws -> PostgresConnection {
         try await PostgresConnection.connect(
             configuration: configuration, role: .dedicated, id: 0, threadPool: threadPool, io: io, logger: logger)
