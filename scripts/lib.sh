@@ -164,7 +164,7 @@ start_pgbouncer() {
     while port_in_use "$port"; do port=$((port + 1)); done
     cat >"$dir/pgbouncer.ini" <<INI
 [databases]
-chat = host=127.0.0.1 port=$primary_port dbname=chat connect_query='SET TimeZone = UTC; SET DateStyle = ISO; SET lock_timeout = 2000; SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 5000; SET chat.announces_own_changes = on; SET random_page_cost = 1.1'
+chat = host=127.0.0.1 port=$primary_port dbname=chat connect_query='SET TimeZone = UTC; SET DateStyle = ISO; SET lock_timeout = 2000; SET statement_timeout = 30000; SET idle_in_transaction_session_timeout = 5000; SET chat.announces_own_changes = on; SET random_page_cost = 1.1; SET jit = off'
 chat_bare = host=127.0.0.1 port=$primary_port dbname=chat
 [pgbouncer]
 listen_addr = 127.0.0.1

@@ -105,11 +105,12 @@ public struct AppConfiguration: Sendable {
 
         /// The settings every server session starts with: no session waits on a lock, or
         /// holds one while idle, for long; the server announces its own changes after
-        /// commit (sql/0004_realtime.sql); and the planner prices random reads as on SSDs
+        /// commit (sql/0004_realtime.sql); the planner prices random reads as on SSDs
         /// (`random_page_cost` 1.1 instead of 4: with 4 it walked the primary key past a busy
         /// room's newer rows to find a quiet room's newest messages, 15 ms instead of 0.1 ms
-        /// per history page; docs/scaling.md). Behind a transaction pooler the proxy sets
-        /// them (README, "PgBouncer").
+        /// per history page); and no statement is JIT-compiled (a room list page of 100 rooms
+        /// crossed the JIT threshold and took 65 ms instead of 2.3 ms; docs/scaling.md).
+        /// Behind a transaction pooler the proxy sets them (README, "PgBouncer").
         public var serverSessionSettings: [String: String] {
             [
                 "lock_timeout": "\(lockTimeout.milliseconds)ms",
@@ -117,6 +118,7 @@ public struct AppConfiguration: Sendable {
                 "idle_in_transaction_session_timeout": "\(idleInTransactionTimeout.milliseconds)ms",
                 "chat.announces_own_changes": "on",
                 "random_page_cost": "1.1",
+                "jit": "off",
             ]
         }
     }

@@ -24,6 +24,8 @@ public struct ServerMetrics: Sendable {
     let poolWaitSeconds: Counter
     private let poolWaitsSeen = NIOLockedValueBox((count: 0, time: Duration.zero))
     private let replicaReadsSeen = NIOLockedValueBox([ReplicaReads: Int]())
+    private let requestSeries = NIOLockedValueBox([RequestSeries: (count: Counter, duration: DurationHistogram)]())
+    let requestsInFlight: Gauge
     // Retention.
     let retentionDeletedMessages: Counter
     let retentionRuns: Counter
@@ -61,6 +63,7 @@ public struct ServerMetrics: Sendable {
         listenerReconnects = counter("chat_listener_reconnects_total", "Times the LISTEN connection was lost and opened again")
         poolWaits = counter("db_pool_waits_total", "Requests that had to wait for a database connection")
         poolWaitSeconds = counter("db_pool_wait_seconds_total", "Time requests spent waiting for a database connection, in seconds")
+        requestsInFlight = registry.makeGauge(descriptor: Self.descriptor("http_requests_in_flight", "HTTP requests being answered"))
         // Families that only get label sets later still show their HELP from the start.
         _ = openSockets(kind: "room")
         _ = openSockets(kind: "user")
@@ -68,20 +71,34 @@ public struct ServerMetrics: Sendable {
 
     // MARK: HTTP
 
-    func requestFinished(method: String, route: String, status: Int, duration: Duration) {
-        let labels = [("method", method), ("route", route), ("status", String(status))]
-        registry.makeCounter(
-            descriptor: Self.descriptor("http_requests_total", "HTTP requests answered, by route template and status"),
-            labels: labels
-        ).increment()
-        registry.makeDurationHistogram(
-            descriptor: Self.descriptor("http_request_duration_seconds", "Time from a request's head to its answer, by route template and status"),
-            labels: labels, buckets: Self.durationBuckets
-        ).record(duration)
+    /// The counter and histogram of one (method, route, status), made once: the registry's
+    /// lookup by labels costs more than the increment.
+    struct RequestSeries: Hashable {
+        var method: String
+        var route: String
+        var status: Int
     }
 
-    var requestsInFlight: Gauge {
-        registry.makeGauge(descriptor: Self.descriptor("http_requests_in_flight", "HTTP requests being answered"))
+    func requestFinished(method: String, route: String, status: Int, duration: Duration) {
+        let key = RequestSeries(method: method, route: route, status: status)
+        let series = requestSeries.withLockedValue { $0[key] } ?? makeRequestSeries(key)
+        series.count.increment()
+        series.duration.record(duration)
+    }
+
+    private func makeRequestSeries(_ key: RequestSeries) -> (count: Counter, duration: DurationHistogram) {
+        let labels = [("method", key.method), ("route", key.route), ("status", String(key.status))]
+        let series = (
+            count: registry.makeCounter(
+                descriptor: Self.descriptor("http_requests_total", "HTTP requests answered, by route template and status"),
+                labels: labels),
+            duration: registry.makeDurationHistogram(
+                descriptor: Self.descriptor(
+                    "http_request_duration_seconds", "Time from a request's head to its answer, by route template and status"),
+                labels: labels, buckets: Self.durationBuckets)
+        )
+        requestSeries.withLockedValue { $0[key] = series }
+        return series
     }
 
     // MARK: WebSockets
