@@ -26,6 +26,7 @@ REPLICA_CORES = 8                # one read replica
 PRIMARY_SIZES = [2, 4, 8, 16, 32, 64, 96, 128]   # cores of the machines to choose from
 DB_POOL_SIZE = 10                # the server's default request pool (DB_POOL_SIZE)
 DEDICATED_CONNECTIONS = 2        # per instance, outside the pool: LISTEN and the notifier (send lanes lease from the pool)
+DELIVERY_POOL = max(2, DB_POOL_SIZE // 2)  # per instance: delivery's reads, generic plans (Application+build.swift)
 # WAL replay on a replica, as a share of the primary's CPU for the same writes. Not measured
 # here: an assumption (replay applies WAL without parsing, planning or checking constraints).
 REPLAY_SHARE_OF_WRITE_CPU = 0.3
@@ -241,7 +242,7 @@ def size(fig, w):
             "instances": instances, "by_mem": by_mem, "srv_cores": srv_cores, "primary_cores": primary,
             "primary_size": primary_size, "replica_cores": replica_load, "replicas": replicas,
             "primary_no_replica": primary + replica_load, "wakes": wakes,
-            "connections": instances * (DB_POOL_SIZE + DEDICATED_CONNECTIONS), "p": p}
+            "connections": instances * (DB_POOL_SIZE + DELIVERY_POOL + DEDICATED_CONNECTIONS), "p": p}
 
 
 # ----------------------------------------------------------------------------- output
