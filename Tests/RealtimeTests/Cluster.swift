@@ -40,6 +40,16 @@ struct Cluster: Sendable {
 
     func http(_ server: ServerProcess) -> HTTPTestClient { HTTPTestClient(port: server.port) }
 
+    /// The value of the first line of `server`'s /metrics that starts with `linePrefix`
+    /// (a family name and a space, or a name and the start of its labels); nil if none does.
+    static func metric(_ linePrefix: String, of server: ServerProcess) async throws -> Double? {
+        let client = HTTPTestClient(port: server.port)
+        defer { Task { await client.close() } }
+        let text = try await client.request("GET", "/metrics", token: nil).text
+        return text.split(separator: "\n").first { $0.hasPrefix(linePrefix) }
+            .flatMap { Double($0.split(separator: " ").last!) }
+    }
+
     /// A user known to the server (created from its token on first use).
     func makeUser(_ name: String = "user") async throws -> Chatter {
         let id = Int64.random(in: 1_000_000_000...9_000_000_000_000)

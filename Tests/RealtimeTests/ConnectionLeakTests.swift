@@ -8,11 +8,7 @@ import Testing
 @Suite struct ConnectionLeakTests {
     /// A gauge of the server's /metrics.
     func gauge(_ name: String, _ cluster: Cluster) async throws -> Double {
-        let client = cluster.http(cluster.a)
-        defer { Task { await client.close() } }
-        let text = try await client.request("GET", "/metrics", token: nil).text
-        let line = try #require(text.split(separator: "\n").first { $0.hasPrefix("\(name) ") }, "\(name) not in /metrics")
-        return try #require(Double(line.split(separator: " ")[1]))
+        try #require(try await Cluster.metric("\(name) ", of: cluster.a), "\(name) not in /metrics")
     }
 
     /// 2,000 upgrades (half refused for a bad token, half accepted), ten at a time.

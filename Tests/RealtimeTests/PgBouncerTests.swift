@@ -16,12 +16,17 @@ import Testing
         }
     }
 
+    /// The suite's PgBouncer URL for another database of its `[databases]` section.
+    static func pgbouncerURL(database: String) throws -> String {
+        let url = try pgbouncerURL
+        return String(url[..<url.lastIndex(of: "/")!]) + "/\(database)"
+    }
+
     /// The environment of a server behind PgBouncer: `database` is `chat` (its entry sets the
     /// sessions' settings) or `chat_bare` (it does not).
     static func environment(database: String = "chat", poolMode: String? = "transaction") throws -> [String: String] {
-        let url = try pgbouncerURL
         var environment = [
-            "DATABASE_URL": String(url[..<url.lastIndex(of: "/")!]) + "/\(database)",
+            "DATABASE_URL": try pgbouncerURL(database: database),
             "DATABASE_LISTEN_URL": try Cluster.databaseURL,
         ]
         environment["DATABASE_POOL_MODE"] = poolMode
@@ -30,10 +35,8 @@ import Testing
 
     /// PgBouncer's own counters (`SHOW STATS` on its admin console) for database `chat`.
     static func transactionsServed() async throws -> Int {
-        let url = try pgbouncerURL
         let admin = PostgresClient(
-            configuration: PostgresConfiguration(
-                url: String(url[..<url.lastIndex(of: "/")!]) + "/pgbouncer", poolMode: .transaction))
+            configuration: PostgresConfiguration(url: try pgbouncerURL(database: "pgbouncer"), poolMode: .transaction))
         defer { Task { await admin.shutdown() } }
         return try await admin.withConnection { connection in
             for row in try await connection.simpleQuery("SHOW STATS") where try row.decode(String.self, "database") == "chat" {

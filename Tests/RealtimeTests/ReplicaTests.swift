@@ -51,14 +51,6 @@ import Testing
         ["DATABASE_REPLICA_URLS": try setting("TEST_REPLICA_URL"), "REPLICA_MAX_LAG_MS": "\(maxLag)"]
     }
 
-    /// A sample of the server's /metrics: the value of the line that starts with `prefix`.
-    static func metric(_ prefix: String, of server: ServerProcess) async throws -> Double? {
-        let client = HTTPTestClient(port: server.port)
-        defer { Task { await client.close() } }
-        let text = try await client.request("GET", "/metrics", token: nil).text
-        return text.split(separator: "\n").first { $0.hasPrefix(prefix) }.flatMap { Double($0.split(separator: " ").last!) }
-    }
-
     /// Ids in the first history page (newest 50).
     static func historyIDs(_ client: HTTPTestClient, room: Int64, as user: Chatter) async throws -> [Int64] {
         let response = try await client.request("GET", "/chat/rooms/\(room)/messages/?size=50", token: user.token)
@@ -103,9 +95,9 @@ import Testing
             // his reads are served by the replica, 3 s behind.
             try await Task.sleep(for: .seconds(6.5))
             let hidden = try await Self.insertWithSQL("by sql", room: room, sender: alice, on: cluster.database)
-            let served = try await Self.metric("db_replica_reads_total", of: cluster.a) ?? 0
+            let served = try await Cluster.metric("db_replica_reads_total", of: cluster.a) ?? 0
             #expect(try await Self.historyIDs(client, room: room, as: bob) == [posted], "served by the lagging replica")
-            #expect((try await Self.metric("db_replica_reads_total", of: cluster.a) ?? 0) > served)
+            #expect((try await Cluster.metric("db_replica_reads_total", of: cluster.a) ?? 0) > served)
             // ...and reaches him once the replica replays it.
             var seen = false
             for _ in 0..<100 where !seen {
@@ -142,7 +134,7 @@ import Testing
                 }
             }
             #expect(stale.isEmpty, "stale reads after own writes: \(stale.prefix(10))")
-            let routed = try await Self.metric("db_replica_routed_reads_total{target=\"primary\"}", of: cluster.a) ?? 0
+            let routed = try await Cluster.metric("db_replica_routed_reads_total{target=\"primary\"}", of: cluster.a) ?? 0
             // Each read follows its write by milliseconds, and the replica replays 2 s late: all
             // but the odd read that came after a check found the replica caught up go to the primary.
             #expect(routed >= 900, "the writer's reads went to the primary while the replica lagged (\(routed))")
@@ -163,15 +155,15 @@ import Testing
             let inserted = try await Self.insertWithSQL("fresh", room: room, sender: alice, on: cluster.database)
             var up = 1.0
             for _ in 0..<50 where up == 1 {
-                up = try await Self.metric("db_replica_up{", of: cluster.a) ?? 1
+                up = try await Cluster.metric("db_replica_up{", of: cluster.a) ?? 1
                 if up == 1 { try await Task.sleep(for: .milliseconds(50)) }
             }
             #expect(up == 0, "the lagging replica is skipped")
-            #expect((try await Self.metric("db_replica_lag_seconds{", of: cluster.a) ?? 0) > 0.3)
+            #expect((try await Cluster.metric("db_replica_lag_seconds{", of: cluster.a) ?? 0) > 0.3)
             #expect(try await Self.historyIDs(client, room: room, as: bob).first == inserted)
             // When it has caught up it is used again, without a restart.
             for _ in 0..<100 where up == 0 {
-                up = try await Self.metric("db_replica_up{", of: cluster.a) ?? 0
+                up = try await Cluster.metric("db_replica_up{", of: cluster.a) ?? 0
                 if up == 0 { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(up == 1, "the replica is back in use")
@@ -215,7 +207,7 @@ import Testing
             #expect(try await Self.historyIDs(cluster.http(cluster.a), room: room, as: bob) == [posted])
             var up = 0.0
             for _ in 0..<100 where up == 0 {
-                up = try await Self.metric("db_replica_up{", of: cluster.a) ?? 0
+                up = try await Cluster.metric("db_replica_up{", of: cluster.a) ?? 0
                 if up == 0 { try await Task.sleep(for: .milliseconds(100)) }
             }
             #expect(up == 1, "the restarted replica is used again")
