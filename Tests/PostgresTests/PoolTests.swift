@@ -104,7 +104,11 @@ import Testing
                     _ = try await connection.execute("SELECT pg_sleep(1.5)")
                 }
             }
-            try await Task.sleep(for: .milliseconds(300))
+            // Until the holder has the pool's one connection (opening or leased): a fixed sleep
+            // here lost the race on a loaded CI machine.
+            for _ in 0..<1000 where db.statistics.open == 0 || db.statistics.idle > 0 {
+                try await Task.sleep(for: .milliseconds(10))
+            }
             // A pool timeout (not a result) proves the wait ended before the connection was free.
             let error = await #expect(throws: PostgresError.self) { try await db.execute("SELECT 1") }
             #expect(error?.kind == .poolTimeout)
