@@ -99,20 +99,22 @@ import Testing
 
     @Test func waitingForAConnectionTimesOut() async throws {
         try await withClient(poolSize: 1, waitTimeout: .milliseconds(200)) { db in
+            // The holder keeps the pool's one connection until told to let go: no race with time.
+            let (held, heldSignal) = AsyncStream<Void>.makeStream()
+            let (release, releaseSignal) = AsyncStream<Void>.makeStream()
             let holding = Task {
-                try await db.withConnection { connection in
-                    _ = try await connection.execute("SELECT pg_sleep(1.5)")
+                try await db.withConnection { _ in
+                    heldSignal.yield()
+                    for await _ in release { break }
                 }
             }
-            // Until the holder has the pool's one connection (opening or leased): a fixed sleep
-            // here lost the race on a loaded CI machine.
-            for _ in 0..<1000 where db.statistics.open == 0 || db.statistics.idle > 0 {
-                try await Task.sleep(for: .milliseconds(10))
-            }
+            for await _ in held { break }
             // A pool timeout (not a result) proves the wait ended before the connection was free.
             let error = await #expect(throws: PostgresError.self) { try await db.execute("SELECT 1") }
             #expect(error?.kind == .poolTimeout)
             #expect(error?.isUnavailable == true)
+            releaseSignal.yield()
+            releaseSignal.finish()
             try await holding.value
             #expect(try await db.queryRow("SELECT 1").decode(Int.self, column: 0) == 1)
         }
