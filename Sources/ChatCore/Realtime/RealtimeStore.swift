@@ -24,14 +24,12 @@ public struct RealtimeStore: Sendable {
     }
 
     /// The changes of a room numbered after `after` and up to `through`, in order
-    /// (`sql/0009_change_sequence.sql`), and those of `userIDs` who are no longer active
-    /// participants, read in one statement (one snapshot): a removal that committed before
-    /// any returned change is always among the inactive. Numbers follow commit order within
-    /// a room, so reading from a cursor never skips a change.
-    public func changes(
-        roomID: Int64, after: Int64, through: Int64 = .max, limit: Int, inactiveAmong userIDs: [Int64] = []
-    ) async throws -> (changes: [RoomChange], inactive: Set<Int64>) {
-        let rows = try await db.query(
+    /// (`sql/0009_change_sequence.sql`). Numbers follow commit order within a room, so reading
+    /// from a cursor never skips a change; membership changes (`participant_left`, whether by
+    /// the API or by psql) are changes too, so a reader that applies them in order knows who
+    /// may hear each later change without asking.
+    public func changes(roomID: Int64, after: Int64, through: Int64 = .max, limit: Int) async throws -> [RoomChange] {
+        try await db.query(
             """
             WITH c AS (
                 (SELECT m.seq, 'message_created'::text AS kind, m.message_id, NULL::bigint AS user_id,
@@ -49,21 +47,15 @@ public struct RealtimeStore: Sendable {
                 CASE WHEN c.kind = 'message_read' THEN (
                     SELECT count(*) FROM messages x WHERE x.room_id = \(roomID) AND x.message_id > c.message_id
                       AND x.sender_id <> c.user_id AND NOT x.is_deleted) END AS unread_count,
-                \(unescaped: SQLColumns.message), gone.ids AS inactive_user_ids
+                \(unescaped: SQLColumns.message)
             FROM c
             LEFT JOIN messages m ON m.message_id = c.message_id
                 AND c.kind IN ('message_created', 'message_updated', 'message_deleted')
             LEFT JOIN users u ON u.user_id = m.sender_id
             LEFT JOIN users cu ON cu.user_id = c.user_id
-            CROSS JOIN (
-                SELECT COALESCE(array_agg(s.id), '{}') AS ids FROM unnest(\(userIDs)) AS s (id)
-                WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "s.id"))
-            ) AS gone
             ORDER BY c.seq
-            """)
-        guard let first = rows.first else { return ([], []) }
-        return (try rows.compactMap { try RoomChange(roomID: roomID, row: $0) },
-                Set(try first.decode([Int64].self, "inactive_user_ids")))
+            """
+        ).compactMap { try RoomChange(roomID: roomID, row: $0) }
     }
 
     public func message(id: Int64, roomID: Int64) async throws -> Message? {
@@ -119,6 +111,25 @@ public struct RealtimeStore: Sendable {
                 WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "u.id"))
                 """
             ).map { try $0.decode(Int64.self, column: 0) })
+    }
+
+    /// The pairs of (`roomIDs[i]`, `userIDs[i]`) whose user may no longer hear the room: one
+    /// statement for every subscription of an instance (the hub's periodic sweep, for what the
+    /// change sequence does not carry: a deactivated user or room whose notice was lost).
+    public func inactiveSubscribers(roomIDs: [Int64], userIDs: [Int64]) async throws -> [(roomID: Int64, userID: Int64)] {
+        guard !roomIDs.isEmpty else { return [] }
+        return try await db.query(
+            """
+            SELECT s.room_id, s.user_id FROM unnest(\(roomIDs), \(userIDs)) AS s (room_id, user_id)
+            WHERE NOT EXISTS (
+                SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
+                JOIN users pu ON pu.user_id = p.user_id
+                WHERE p.room_id = s.room_id AND p.user_id = s.user_id AND p.is_active AND r.is_active AND pu.is_active)
+            """
+        ).map { row in
+            let (roomID, userID) = try row.decode((Int64, Int64).self)
+            return (roomID, userID)
+        }
     }
 
     /// True while the user in `userColumn` is an active participant of the room, an active

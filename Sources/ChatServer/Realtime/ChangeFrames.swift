@@ -1,4 +1,5 @@
 import ChatCore
+import NIOCore
 
 /// The frames a room change becomes, and who receives each (API.md, "Real-time: WebSocket").
 /// Rendered once per change, whatever the number of sockets that receive it.
@@ -23,9 +24,16 @@ struct ChangeFrame {
         }
     }
 
-    var text: String
+    /// The frame's JSON, encoded once and shared by every socket that receives it.
+    var bytes: ByteBuffer
     var seq: Int64
     var audience: Audience
+
+    init(text: String, seq: Int64, audience: Audience) {
+        self.bytes = ByteBuffer(string: text)
+        self.seq = seq
+        self.audience = audience
+    }
 
     static func frames(for change: RoomChange, files: FileURLs) -> [ChangeFrame] {
         let seq = change.seq

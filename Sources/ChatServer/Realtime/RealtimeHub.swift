@@ -1,6 +1,7 @@
 import ChatCore
 import Foundation
 import Logging
+import NIOCore
 import NIOConcurrencyHelpers
 import Postgres
 import ServiceLifecycle
@@ -43,7 +44,7 @@ final class RealtimeHub: Service {
     }
 
     struct Outgoing {
-        var frame: String
+        var frame: ByteBuffer
         /// Nil for live-only frames (typing, presence, room updates).
         var seq: Int64?
     }
@@ -97,7 +98,11 @@ final class RealtimeHub: Service {
                     switch event {
                     case .listening:
                         listens += 1
-                        if listens > 1 { self.metrics.listenerReconnects.increment() }
+                        if listens > 1 {
+                            self.metrics.listenerReconnects.increment()
+                            // A deactivation announced while no one listened is only in the tables.
+                            await self.sweepMembership()
+                        }
                         // Whatever was announced while no one listened is in the tables.
                         self.fetchAllRooms()
                     case .notification(let notification):
@@ -115,6 +120,7 @@ final class RealtimeHub: Service {
                     while !Task.isCancelled {
                         try? await Task.sleep(for: self.settings.pollInterval)
                         await self.pollRoomHeads()
+                        await self.sweepMembership()
                         // A token that expired ends its socket (4401) within one poll interval.
                         let now = Date()
                         self.sockets.close(where: { $0.tokenExpiresAt <= now }, with: .expired)
@@ -143,18 +149,17 @@ final class RealtimeHub: Service {
         var caughtUp = 0
         defer { metrics.catchUpFrames.record(Double(caughtUp)) }
         if catchUp.resync {
-            guard await session.sendWhenSpace(ServerFrame.resyncRequired(roomID)) else { return }
+            guard await session.sendPaced([ByteBuffer(string: ServerFrame.resyncRequired(roomID))]) else { return }
             caughtUp += 1
         }
         if var afterID = catchUp.messagesAfter {
             while !session.isClosing {
                 let messages = try await store.messages(
                     roomID: roomID, afterID: afterID, throughSeq: catchUp.changesAfter, limit: settings.catchUpBatch)
-                for message in messages {
-                    guard await session.sendWhenSpace(ServerFrame.message(message, files: files)) else { return }
-                    caughtUp += 1
-                    afterID = message.id
-                }
+                let page = messages.map { ByteBuffer(string: ServerFrame.message($0, files: files)) }
+                guard await session.sendPaced(page) else { return }
+                caughtUp += page.count
+                if let last = messages.last { afterID = last.id }
                 if messages.count < settings.catchUpBatch { break }
             }
         }
@@ -163,22 +168,22 @@ final class RealtimeHub: Service {
         var cursor = catchUp.changesAfter
         while cursor < joinedAt, !session.isClosing {
             let changes = try await store.changes(
-                roomID: roomID, after: cursor, through: joinedAt, limit: settings.catchUpBatch
-            ).changes
-            for change in changes {
-                for frame in ChangeFrame.frames(for: change, files: files) where frame.audience.includes(session) {
-                    guard await session.sendWhenSpace(frame.text) else { return }
-                    caughtUp += 1
-                }
-                cursor = change.seq
+                roomID: roomID, after: cursor, through: joinedAt, limit: settings.catchUpBatch)
+            let page = changes.flatMap { change in
+                ChangeFrame.frames(for: change, files: files).filter { $0.audience.includes(session) }.map(\.bytes)
             }
+            guard await session.sendPaced(page) else { return }
+            caughtUp += page.count
+            if let last = changes.last { cursor = last.seq }
             if changes.count < settings.catchUpBatch { break }
         }
         let through = max(joinedAt, catchUp.changesAfter)
         state.withLockedValue { state in
             guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
-            Self.goLive(&subscription, after: through)
+            var batch = OutboundBatch()
+            Self.goLive(&subscription, after: through, batch: &batch)
             state.rooms[roomID]?.subscriptions[session.id] = subscription
+            batch.submit()
         }
     }
 
@@ -336,8 +341,11 @@ final class RealtimeHub: Service {
             guard let work else { return }
             var applied = 0
             do {
-                if work.fetch { try await fetchChanges(roomID: roomID, generation: generation, after: work.cursor) }
-                if !work.notices.isEmpty { try await cutOffInactive(roomID: roomID) }
+                // Live notices too go only to who may still hear the room: the changes before
+                // them (a removal among them) are applied first.
+                if work.fetch || !work.notices.isEmpty {
+                    try await fetchChanges(roomID: roomID, generation: generation, after: work.cursor)
+                }
                 for notice in work.notices {
                     try await apply(notice, generation: generation)
                     applied += 1
@@ -356,44 +364,55 @@ final class RealtimeHub: Service {
         }
     }
 
-    /// Like changes, the live notices (typing, presence) reach only subscribers who are
-    /// still active participants: a removal whose notice was lost or is still on its way
-    /// leaks nothing. One query per batch of notices, whatever their number.
-    private func cutOffInactive(roomID: Int64) async throws {
-        let subscribers = state.withLockedValue { state in
-            Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
+    /// Cuts off the subscriptions whose user may no longer hear their room for a reason the
+    /// change sequence does not carry (a deactivated user or room), in case its notice was
+    /// lost: one statement for every subscription here, every `pollInterval` and after the
+    /// listener reconnects. Leaves and removals need no sweep: they are changes, applied in
+    /// order before any later change of the room is delivered.
+    private func sweepMembership() async {
+        let pairs = state.withLockedValue { state in
+            state.rooms.flatMap { roomID, room in
+                Set(room.subscriptions.values.map(\.session.user.id)).map { (roomID, $0) }
+            }
         }
-        let removed = try await store.inactiveParticipants(roomID: roomID, among: Array(subscribers))
-        if !removed.isEmpty { state.withLockedValue { Self.cutOff(removed, from: roomID, in: &$0) } }
+        guard !pairs.isEmpty else { return }
+        do {
+            let inactive = try await store.inactiveSubscribers(roomIDs: pairs.map(\.0), userIDs: pairs.map(\.1))
+            guard !inactive.isEmpty else { return }
+            state.withLockedValue { state in
+                for (roomID, users) in Dictionary(grouping: inactive, by: \.roomID) {
+                    Self.cutOff(Set(users.map(\.userID)), from: roomID, in: &state)
+                }
+            }
+        } catch {
+            logger.warning("membership sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
     }
 
     private func fetchChanges(roomID: Int64, generation: Int, after cursor: Int64) async throws {
         var cursor = cursor
         while true {
-            // Notices from different instances can arrive in any order, and can be lost: a
-            // removal may not have been heard yet. Whoever is no longer a participant gets
-            // nothing more and is cut off, before anything is sent. One statement reads both,
-            // so the membership it sees is at least as new as the newest change it returns.
-            let subscribers = state.withLockedValue { state in
-                Set(state.rooms[roomID]?.subscriptions.values.map(\.session.user.id) ?? [])
-            }
-            let (changes, removed) = try await store.changes(
-                roomID: roomID, after: cursor, limit: settings.catchUpBatch, inactiveAmong: Array(subscribers))
+            // Notices from different instances can arrive in any order, and can be lost, but a
+            // leave or removal is itself a change of the room: applied in order, it cuts its
+            // user off before any later change is sent.
+            let changes = try await store.changes(roomID: roomID, after: cursor, limit: settings.catchUpBatch)
             guard let last = changes.last else { return }
             let rendered = changes.map { ($0, ChangeFrame.frames(for: $0, files: files)) }
             var queued = 0
             defer { if queued > 0 { metrics.framesQueued.increment(by: Int64(queued)) } }
             let stillOpen: Bool = state.withLockedValue { state in
-                if !removed.isEmpty { Self.cutOff(removed, from: roomID, in: &state) }
+                var batch = OutboundBatch()
+                // Handed to the event loops inside the lock: the next wake-up's frames follow.
+                defer { batch.submit() }
                 guard state.rooms[roomID]?.generation == generation else { return false }
                 for (change, frames) in rendered {
                     // Whoever left hears nothing of the room from here on, their leave included.
                     if case .participantLeft(let userID, _) = change.event { Self.cutOff([userID], from: roomID, in: &state) }
                     guard var room = state.rooms[roomID] else { return false }
                     for frame in frames {
-                        let item = Outgoing(frame: frame.text, seq: frame.seq)
+                        let item = Outgoing(frame: frame.bytes, seq: frame.seq)
                         for id in room.subscriptions.keys where frame.audience.includes(room.subscriptions[id]!.session) {
-                            Self.deliver(item, to: &room.subscriptions[id]!)
+                            Self.deliver(item, to: &room.subscriptions[id]!, batch: &batch)
                             queued += 1
                         }
                     }
@@ -445,27 +464,30 @@ final class RealtimeHub: Service {
     private func broadcast(
         _ frame: String, roomID: Int64, generation: Int, to include: (SocketSession) -> Bool
     ) {
+        let item = Outgoing(frame: ByteBuffer(string: frame), seq: nil)
         state.withLockedValue { state in
             guard var room = state.rooms[roomID], room.generation == generation else { return }
+            var batch = OutboundBatch()
             for id in room.subscriptions.keys where include(room.subscriptions[id]!.session) {
-                Self.deliver(Outgoing(frame: frame, seq: nil), to: &room.subscriptions[id]!)
+                Self.deliver(item, to: &room.subscriptions[id]!, batch: &batch)
             }
             state.rooms[roomID] = room
+            batch.submit()
         }
     }
 
     /// Ends a catch-up that sent every change up to `cursor`: the frames held back meanwhile
     /// go out in order, minus changes the catch-up already contained.
-    static func goLive(_ subscription: inout Subscription, after cursor: Int64) {
+    static func goLive(_ subscription: inout Subscription, after cursor: Int64, batch: inout OutboundBatch) {
         subscription.cursor = cursor
         let heldBack = subscription.heldBack ?? []
         subscription.heldBack = nil  // first: deliver() holds frames back while this is set
-        for item in heldBack { deliver(item, to: &subscription) }
+        for item in heldBack { deliver(item, to: &subscription, batch: &batch) }
     }
 
-    /// Sends a frame now, or holds it back while the subscription catches up. A change at
-    /// or below the subscription's cursor was already sent and is skipped.
-    static func deliver(_ item: Outgoing, to subscription: inout Subscription) {
+    /// Adds a frame to `batch`, or holds it back while the subscription catches up. A change
+    /// at or below the subscription's cursor was already sent and is skipped.
+    static func deliver(_ item: Outgoing, to subscription: inout Subscription, batch: inout OutboundBatch) {
         if subscription.heldBack != nil {
             subscription.heldBack!.append(item)
             if subscription.heldBack!.count > subscription.session.limits.frames {
@@ -478,7 +500,7 @@ final class RealtimeHub: Service {
             if seq <= subscription.cursor { return }
             subscription.cursor = seq
         }
-        subscription.session.send(item.frame)
+        batch.add(item.frame, to: subscription.session.outbox)
     }
 
     /// A room entered the list of `userID` (or of every participant, for a new room): their

@@ -4,12 +4,12 @@ import NIOConcurrencyHelpers
 import NIOCore
 import Prometheus
 
-/// One open WebSocket as the hub sees it: who it belongs to, and its bounded queue of
-/// frames not yet written.
+/// One open WebSocket as the hub sees it: who it belongs to, its write side
+/// (`SocketOutbox`, on the channel's event loop) and why it is asked to close.
 ///
-/// The hub never waits on a socket: it appends to the queue, and the socket's own writer
-/// task drains it at the client's pace. A client that does not keep up lets the queue pass
-/// its bound; the session then asks to be closed with 4408, so it costs bounded memory and
+/// The hub never waits on a socket: it hands encoded frames to the outbox, which writes them
+/// at the client's pace. A client that does not keep up lets the outbox's backlog pass its
+/// bound; the session is then asked to close with 4408, so it costs bounded memory and
 /// never slows the other subscribers.
 final class SocketSession: Sendable {
     enum Kind: Sendable, Equatable {
@@ -38,19 +38,7 @@ final class SocketSession: Sendable {
         var dropped: Counter?
     }
 
-    /// Why a waiting writer resumes: a frame handed to it directly, the session closing,
-    /// or frames queued that it should take in order.
-    private enum WriterWakeUp {
-        case frame(String)
-        case closing
-        case queued
-    }
-
     private struct State {
-        var queue = CircularBuffer<String>()
-        var queuedBytes = 0
-        var writer: CheckedContinuation<WriterWakeUp, Never>?
-        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var closeRequest: CloseRequest?
         var closeWaiter: CheckedContinuation<CloseRequest, Never>?
         var subscribed = false
@@ -65,6 +53,8 @@ final class SocketSession: Sendable {
     let limits: Limits
     /// The token's `exp`: the socket is closed (4401) once it passes.
     let tokenExpiresAt: Date
+    /// Where this socket's frames are written; `SocketOutbox.install` puts it in the pipeline.
+    let outbox: SocketOutbox
     private let state = NIOLockedValueBox(State())
 
     /// Sessions alive (`chat_ws_sessions`): the number of open sockets, unless one leaks.
@@ -74,7 +64,7 @@ final class SocketSession: Sendable {
         Self.alive.withLockedValue { $0 -= 1 }
     }
 
-    init(user: User, kind: Kind, limits: Limits, tokenExpiresAt: Date = .distantFuture) {
+    init(user: User, kind: Kind, limits: Limits, eventLoop: any EventLoop, tokenExpiresAt: Date = .distantFuture) {
         Self.alive.withLockedValue { $0 += 1 }
         self.id = Self.ids.withLockedValue {
             $0 += 1
@@ -84,92 +74,45 @@ final class SocketSession: Sendable {
         self.kind = kind
         self.limits = limits
         self.tokenExpiresAt = tokenExpiresAt
+        self.outbox = SocketOutbox(eventLoop: eventLoop, limits: limits)
+        outbox.session = self
+    }
+
+    /// Puts the outbox at the tail of `channel`'s pipeline (behind the WebSocket frame
+    /// encoder), from where it writes.
+    func install(on channel: any Channel) async throws {
+        let outbox = self.outbox
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addHandler(outbox)
+        }.get()
     }
 
     var isClosing: Bool { state.withLockedValue { $0.closeRequest != nil } }
 
-    /// Queues a frame. Past the bound the session asks to close with 4408 and drops it.
-    @discardableResult
-    func send(_ frame: String) -> Bool {
-        enum Action { case none, resumeWriter(CheckedContinuation<WriterWakeUp, Never>), overflow }
-        let action: Action = state.withLockedValue { state in
-            guard state.closeRequest == nil else { return .none }
-            if !state.queue.isEmpty && (state.queue.count >= limits.frames || state.queuedBytes + frame.utf8.count > limits.bytes) {
-                return .overflow
-            }
-            if let writer = state.writer {
-                state.writer = nil
-                return .resumeWriter(writer)
-            }
-            state.queue.append(frame)
-            state.queuedBytes += frame.utf8.count
-            return .none
-        }
-        switch action {
-        case .none: return true
-        case .resumeWriter(let writer):
-            writer.resume(returning: .frame(frame))
-            return true
-        case .overflow:
-            limits.dropped?.increment()
-            requestClose(.tooSlow)
-            return false
+    /// Sends one frame (encoded once, whoever else receives it). Frames of one sender reach
+    /// the socket in the order sent.
+    func send(_ frame: ByteBuffer) {
+        guard !isClosing else { return }
+        let outbox = self.outbox
+        outbox.eventLoop.execute {
+            outbox.enqueue(frame)
+            outbox.flush()
         }
     }
 
-    /// Queues a frame once the queue is at most half full (catch-up paces itself this way
-    /// instead of overflowing). Returns false when the session is closing.
-    func sendWhenSpace(_ frame: String) async -> Bool {
-        while true {
-            let hasRoom: Bool = state.withLockedValue { state in
-                state.closeRequest != nil || isHalfEmpty(state, adding: frame.utf8.count)
-            }
-            if hasRoom { return send(frame) }
-            await withCheckedContinuation { continuation in
-                let resumeNow: Bool = state.withLockedValue { state in
-                    if state.closeRequest != nil || isHalfEmpty(state, adding: frame.utf8.count) { return true }
-                    state.spaceWaiters.append(continuation)
-                    return false
-                }
-                if resumeNow { continuation.resume() }
-            }
-        }
+    func send(_ text: String) {
+        send(ByteBuffer(string: text))
     }
 
-    private func isHalfEmpty(_ state: State, adding bytes: Int) -> Bool {
-        // An empty queue takes any frame, however large, so a big one cannot stall catch-up.
-        state.queue.isEmpty || (state.queue.count < limits.frames / 2 && state.queuedBytes + bytes <= limits.bytes / 2)
-    }
-
-    /// The next frame to write; nil once the session is closing.
-    func nextFrame() async -> String? {
-        while true {
-            let (frame, waiters, closing): (String?, [CheckedContinuation<Void, Never>], Bool) =
-                state.withLockedValue { state in
-                    guard state.closeRequest == nil else { return (nil, [], true) }
-                    guard let frame = state.queue.popFirst() else { return (nil, [], false) }
-                    state.queuedBytes -= frame.utf8.count
-                    defer { state.spaceWaiters = [] }
-                    return (frame, state.spaceWaiters, false)
-                }
-            waiters.forEach { $0.resume() }
-            if closing { return nil }
-            if let frame { return frame }
-            let wakeUp: WriterWakeUp = await withCheckedContinuation { continuation in
-                let immediate: WriterWakeUp? = state.withLockedValue { state in
-                    if state.closeRequest != nil { return .closing }
-                    if !state.queue.isEmpty { return .queued }
-                    state.writer = continuation
-                    return nil
-                }
-                if let immediate { continuation.resume(returning: immediate) }
-            }
-            switch wakeUp {
-            case .frame(let frame): return frame
-            case .closing: return nil
-            case .queued: continue  // frames arrived meanwhile: take them in order
-            }
-        }
+    /// Sends `frames` in order and returns once the socket's backlog is at most half full
+    /// (catch-up paces itself this way instead of overflowing). False when the session is
+    /// closing.
+    func sendPaced(_ frames: [ByteBuffer]) async -> Bool {
+        guard !isClosing else { return false }
+        if frames.isEmpty { return true }
+        let outbox = self.outbox
+        try? await outbox.eventLoop.flatSubmit { outbox.enqueuePaced(frames) }.get()
+        return !isClosing
     }
 
     /// Marks the session as joined to its rooms (live frames reach it from now on).
@@ -194,26 +137,24 @@ final class SocketSession: Sendable {
         }
     }
 
-    /// Asks the socket's handler to close with `request`; the first request wins.
+    /// Asks the socket's handler to close with `request`; the first request wins. Frames
+    /// not yet written are dropped, so the close frame is the next thing the client reads.
     func requestClose(_ request: CloseRequest) {
-        let (writer, waiters, closeWaiter) = state.withLockedValue { state in
-            guard state.closeRequest == nil else {
-                return (CheckedContinuation<WriterWakeUp, Never>?.none, [CheckedContinuation<Void, Never>](), CheckedContinuation<CloseRequest, Never>?.none)
+        let first: (waiters: [CheckedContinuation<Void, Never>], closeWaiter: CheckedContinuation<CloseRequest, Never>?)? =
+            state.withLockedValue { state in
+                guard state.closeRequest == nil else { return nil }
+                state.closeRequest = request
+                defer {
+                    state.closeWaiter = nil
+                    state.subscribedWaiters = []
+                }
+                return (state.subscribedWaiters, state.closeWaiter)
             }
-            state.closeRequest = request
-            state.queue.removeAll()
-            state.queuedBytes = 0
-            defer {
-                state.writer = nil
-                state.spaceWaiters = []
-                state.closeWaiter = nil
-                state.subscribedWaiters = []
-            }
-            return (state.writer, state.spaceWaiters + state.subscribedWaiters, state.closeWaiter)
-        }
-        writer?.resume(returning: .closing)
-        waiters.forEach { $0.resume() }
-        closeWaiter?.resume(returning: request)
+        guard let first else { return }
+        let outbox = self.outbox
+        if outbox.eventLoop.inEventLoop { outbox.close() } else { outbox.eventLoop.execute { outbox.close() } }
+        first.waiters.forEach { $0.resume() }
+        first.closeWaiter?.resume(returning: request)
     }
 
     /// Waits until someone asks the session to close.

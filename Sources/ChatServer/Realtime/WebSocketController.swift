@@ -102,7 +102,7 @@ struct WebSocketController {
         router.ws(
             "chat/ws/:room_id",
             shouldUpgrade: { request, context in
-                context.admission.set(await admit(request, context: context, room: true))
+                context.admission.set(await inShortTask { await admit(request, context: context, room: true) })
                 return .upgrade([:])
             }
         ) { inbound, outbound, context in
@@ -111,7 +111,7 @@ struct WebSocketController {
         router.ws(
             "chat/ws",
             shouldUpgrade: { request, context in
-                context.admission.set(await admit(request, context: context, room: false))
+                context.admission.set(await inShortTask { await admit(request, context: context, room: false) })
                 return .upgrade([:])
             }
         ) { inbound, outbound, context in
@@ -126,11 +126,18 @@ struct WebSocketController {
         context.requestContext.webSocketSlot.release()
         switch context.requestContext.admission.admission {
         case .admitted(let user, let kind, let catchUp, let tokenExpiresAt):
-            let session = SocketSession(user: user, kind: kind, limits: limits, tokenExpiresAt: tokenExpiresAt)
             let channel = context.requestContext.channel
+            let session = SocketSession(
+                user: user, kind: kind, limits: limits, eventLoop: channel.eventLoop, tokenExpiresAt: tokenExpiresAt)
             sockets.opened(session, channel: channel)
             await Self.boundBuffers(of: channel)
-            let request = await run(session, catchUp: catchUp, inbound: inbound, outbound: outbound)
+            let request: SocketSession.CloseRequest
+            do {
+                try await session.install(on: channel)
+                request = await run(session, catchUp: catchUp, inbound: inbound)
+            } catch {
+                request = .normal  // the connection closed before the socket was set up
+            }
             if request == .tooSlow {
                 metrics.slowClientCloses.increment()
                 await Self.closeBehindClient(channel, request)
@@ -224,9 +231,12 @@ struct WebSocketController {
 
     // MARK: Serving an admitted socket
 
+    /// Serves the socket until it is asked to close: the subscription (and catch-up) in a
+    /// child task that ends once the socket is live, client frames in another. Frames to the
+    /// client need no task: the hub and this controller hand them to the session's outbox.
+    /// An idle socket is thus two suspended tasks: its connection's and its reader.
     private func run(
-        _ session: SocketSession, catchUp: RealtimeHub.CatchUp?, inbound: WebSocketInboundStream,
-        outbound: WebSocketOutboundWriter
+        _ session: SocketSession, catchUp: RealtimeHub.CatchUp?, inbound: WebSocketInboundStream
     ) async -> SocketSession.CloseRequest {
         let roomID: Int64
         if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
@@ -234,14 +244,28 @@ struct WebSocketController {
         open.increment()
         defer { open.decrement() }
         let input = SocketInput(limits: rateLimits)
-        let request = await withTaskGroup(of: Void.self) { group in
-
+        // Discarding: a finished child (the subscription) frees its memory at once instead of
+        // waiting in the group for the socket's lifetime.
+        let request = await withDiscardingTaskGroup { group in
             group.addTask {
-                // Writer: drains the session's queue at the client's pace.
-                while let frame = await session.nextFrame() {
-                    do { try await outbound.write(.text(frame)) } catch { break }
+                // Presence is recorded alongside the subscription (a slow presence write never
+                // delays delivery), and client frames wait for both: once the server answers
+                // a frame, the socket is live and the user shows as online everywhere.
+                await inShortTask {
+                    await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
                 }
-                session.requestClose(.normal)
+                await session.subscribed()
+                do {
+                    var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+                    while let message = try await messages.next() {
+                        await handle(message, from: session, input: input)
+                        if session.isClosing { break }
+                    }
+                    session.requestClose(.normal)
+                } catch {
+                    // A message over 1 MiB, or a frame that breaks the protocol.
+                    session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
+                }
             }
             group.addTask {
                 do {
@@ -254,24 +278,6 @@ struct WebSocketController {
                     }
                 } catch {
                     session.requestClose(.init(code: 1011, reason: "Server error, try again later"))
-                }
-            }
-            group.addTask {
-                // Presence is recorded alongside the subscription (a slow presence write never
-                // delays delivery), and client frames wait for both: once the server answers
-                // a frame, the socket is live and the user shows as online everywhere.
-                await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
-                await session.subscribed()
-                do {
-                    var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                    while let message = try await messages.next() {
-                        await handle(message, from: session, input: input)
-                        if session.isClosing { break }
-                    }
-                    session.requestClose(.normal)
-                } catch {
-                    // A message over 1 MiB, or a frame that breaks the protocol.
-                    session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
                 }
             }
             let request = await session.closeRequested()
@@ -474,5 +480,18 @@ private final class SocketInput: @unchecked Sendable {
         }
         warned = false
         return true
+    }
+}
+
+/// Runs `work` in a child task of its own and returns its result.
+///
+/// A task keeps the stack slabs its deepest call needed until the task ends, and a socket's
+/// tasks live as long as the socket: a database round trip on one of them (admission,
+/// presence) would leave several kilobytes behind on every idle socket. Run there, the
+/// slabs go with the child.
+func inShortTask<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
+    await withTaskGroup(of: T.self) { group in
+        group.addTask { await work() }
+        return await group.next()!
     }
 }
