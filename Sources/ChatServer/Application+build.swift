@@ -82,10 +82,12 @@ public func buildApplication(
         cost: configuration.auth.bcryptCost, threads: configuration.auth.bcryptThreads,
         maxPending: configuration.auth.bcryptMaxPending)
     let limits = RateLimits(configuration.rateLimits)
+    let accessLog =
+        configuration.http.accessLog && logger.logLevel <= .info ? AccessLog(format: configuration.logging.format) : nil
     let router = try await buildRouter(
         configuration: configuration, db: db, storage: storage, auth: auth, hasher: hasher, logger: logger,
         metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits,
-        registry: registry)
+        accessLog: accessLog, registry: registry)
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
     WebSocketController(
         auth: auth, messages: MessageStore(db: db, events: events, writer: writer), rooms: RoomStore(db: db, events: events),
@@ -97,8 +99,12 @@ public func buildApplication(
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
     // leaves, the hub stops listening, the writer stores what is queued, the notifier
     // flushes, and the pool closes last.
-    var services: [any Service] = [postgres, delivery, notifier, writer, hub, presence, hasher]
+    var services: [any Service] = [
+        postgres, delivery, notifier, writer, hub, presence, hasher,
+        WebSocketKeepAlive(sockets: sockets, interval: realtime.pingInterval),
+    ]
     if let replicas { services.insert(replicas, at: 1) }
+    if let accessLog { services.insert(accessLog, at: 0) }  // stops last: the final requests' lines are written
     if let interval = configuration.retention.interval {
         services.append(
             RetentionService(
@@ -121,7 +127,8 @@ public func buildApplication(
                 ws: WebSocketServerConfiguration(
                     // Frames up to 1 MiB are read and answered with an error frame when
                     // they pass the protocol's own limit; larger ones close the socket (1009).
-                    maxFrameSize: 1 << 20, autoPing: .enabled(timePeriod: realtime.pingInterval),
+                    // Pings come from WebSocketKeepAlive, for every socket at once.
+                    maxFrameSize: 1 << 20, autoPing: .disabled,
                     closeTimeout: .seconds(10))),
             firstRequestTimeout: clientTimeout),
         configuration: .init(
@@ -154,7 +161,7 @@ public func buildApplication(
 func buildRouter(
     configuration: AppConfiguration, db: ChatDatabase, storage: UploadStorage, auth: AuthMiddleware,
     hasher: PasswordHasher, logger: Logger, metrics: ServerMetrics, events: any ChatEventSink, presence: PresenceStore,
-    writer: MessageWriter, limits: RateLimits, registry: RouteRegistry
+    writer: MessageWriter, limits: RateLimits, accessLog: AccessLog?, registry: RouteRegistry
 ) async throws -> Router<ChatRequestContext> {
     let postgres = db.primary
     let users = auth.users
@@ -164,7 +171,7 @@ func buildRouter(
     let router = Router(context: ChatRequestContext.self)
     // Metrics outside the error middleware, so every request is counted and timed with the
     // status it was answered with (errors included), not as a thrown error.
-    router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: configuration.http.accessLog))
+    router.add(middleware: RequestObservationMiddleware(metrics: metrics, accessLog: accessLog))
     router.add(middleware: CORSMiddleware(policy: configuration.http.cors))
     router.add(middleware: ErrorMiddleware())
 

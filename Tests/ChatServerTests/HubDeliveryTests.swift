@@ -2,7 +2,6 @@
 import Foundation
 import NIOCore
 import NIOEmbedded
-import NIOWebSocket
 import Testing
 
 @testable import ChatServer
@@ -14,18 +13,39 @@ import Testing
         let session: SocketSession
         let channel: NIOAsyncTestingChannel
 
-        /// The text of the next frame written to the channel.
+        /// The text of the next frame written to the channel: its header, then its payload.
         func nextFrame() async throws -> String {
-            let frame = try await channel.waitForOutboundWrite(as: WebSocketFrame.self)
-            #expect(frame.opcode == .text && frame.fin)
-            return String(buffer: frame.data)
+            let header = try await channel.waitForOutboundWrite(as: ByteBuffer.self)
+            let payload = try await channel.waitForOutboundWrite(as: ByteBuffer.self)
+            return Self.text(header: header, payload: payload)
         }
 
         /// Frames written so far, without waiting.
         func writtenFrames() async throws -> [String] {
             var frames: [String] = []
-            while let frame = try await channel.readOutbound(as: WebSocketFrame.self) { frames.append(String(buffer: frame.data)) }
+            while let header = try await channel.readOutbound(as: ByteBuffer.self) {
+                let payload = try #require(try await channel.readOutbound(as: ByteBuffer.self))
+                frames.append(Self.text(header: header, payload: payload))
+            }
             return frames
+        }
+
+        /// A final, unmasked text frame's payload, checked against its header (RFC 6455 5.2).
+        static func text(header: ByteBuffer, payload: ByteBuffer) -> String {
+            var header = header
+            guard let first = header.readInteger(as: UInt8.self), let second = header.readInteger(as: UInt8.self) else {
+                Issue.record("a frame header of \(header.readableBytes) bytes")
+                return ""
+            }
+            #expect(first == 0x81)
+            let length: Int
+            switch second {
+            case 126: length = Int(header.readInteger(as: UInt16.self) ?? 0)
+            case 127: length = Int(header.readInteger(as: UInt64.self) ?? 0)
+            default: length = Int(second)
+            }
+            #expect(header.readableBytes == 0 && length == payload.readableBytes)
+            return String(buffer: payload)
         }
 
         /// The channel's buffers fill up (or drain), as when a client stops (or resumes) reading.
@@ -48,7 +68,7 @@ import Testing
     }
 
     func frame(_ text: String, _ seq: Int64?) -> RealtimeHub.Outgoing {
-        .init(frame: ByteBuffer(string: text), seq: seq)
+        .init(frame: WireFrame(text: text), seq: seq)
     }
 
     func deliver(_ items: [RealtimeHub.Outgoing], to subscription: inout RealtimeHub.Subscription) {
@@ -79,17 +99,43 @@ import Testing
 
     @Test func oneEncodedFrameIsSharedByEverySocket() async throws {
         let sockets = [try await makeSocket(), try await makeSocket(), try await makeSocket()]
-        let shared = ByteBuffer(string: #"{"type":"message"}"#)
+        let shared = WireFrame(text: #"{"type":"message"}"#)
         var batch = OutboundBatch()
         for socket in sockets { batch.add(shared, to: socket.session.outbox) }
         batch.submit()
         for socket in sockets {
-            let written = try await socket.channel.waitForOutboundWrite(as: WebSocketFrame.self).data
-            #expect(written == shared)
+            let header = try await socket.channel.waitForOutboundWrite(as: ByteBuffer.self)
+            let payload = try await socket.channel.waitForOutboundWrite(as: ByteBuffer.self)
+            #expect(Socket.text(header: header, payload: payload) == #"{"type":"message"}"#)
             // The same storage: no socket got a copy of its own.
-            let same = written.withUnsafeReadableBytes { a in shared.withUnsafeReadableBytes { b in a.baseAddress == b.baseAddress } }
-            #expect(same)
+            #expect(Self.sameStorage(header, shared.header) && Self.sameStorage(payload, shared.payload))
         }
+    }
+
+    static func sameStorage(_ a: ByteBuffer, _ b: ByteBuffer) -> Bool {
+        a.withUnsafeReadableBytes { a in b.withUnsafeReadableBytes { b in a.baseAddress == b.baseAddress } }
+    }
+
+    @Test(arguments: [0, 125, 126, 65535, 65536])
+    func framesOfEveryLengthCarryTheirLength(length: Int) throws {
+        let text = String(repeating: "x", count: length)
+        let frame = WireFrame(text: text)
+        #expect(Socket.text(header: frame.header, payload: frame.payload) == text)
+        #expect(frame.header.readableBytes == (length < 126 ? 2 : length < 65536 ? 4 : 10))
+    }
+
+    @Test func theKeepAliveDropsASocketThatSentNothingSinceItsLastPing() async throws {
+        let socket = try await makeSocket()
+        let outbox = socket.session.outbox
+        #expect(try await socket.channel.testingEventLoop.executeInContext { outbox.keepAlive() })
+        let ping = try await socket.channel.waitForOutboundWrite(as: ByteBuffer.self)
+        #expect(Array(ping.readableBytesView) == [0x89, 0x00])
+        _ = try await socket.channel.waitForOutboundWrite(as: ByteBuffer.self)  // its empty payload
+        // The client answers (any bytes count): still alive at the next tick.
+        try await socket.channel.writeInbound(ByteBuffer(bytes: [0x8A, 0x80, 0, 0, 0, 0]))
+        #expect(try await socket.channel.testingEventLoop.executeInContext { outbox.keepAlive() })
+        // Silence for a whole interval: dropped.
+        #expect(try await socket.channel.testingEventLoop.executeInContext { outbox.keepAlive() } == false)
     }
 
     @Test func aBacklogWaitsForTheClientAndGoesOutInOrder() async throws {
@@ -135,7 +181,7 @@ import Testing
     @Test func aPacedCatchUpWaitsUntilTheBacklogIsHalfDrained() async throws {
         let socket = try await makeSocket(frames: 8)
         try await socket.setWritable(false)
-        let page = (1...8).map { ByteBuffer(string: "c\($0)") }
+        let page = (1...8).map { WireFrame(text: "c\($0)") }
         // More than the limit in one page is allowed (a catch-up page), but the sender waits.
         async let sent = socket.session.sendPaced(page)
         await socket.settle()
@@ -148,7 +194,7 @@ import Testing
     @Test func closingDropsTheBacklogAndReleasesAWaitingCatchUp() async throws {
         let socket = try await makeSocket(frames: 8)
         try await socket.setWritable(false)
-        async let sent = socket.session.sendPaced((1...8).map { ByteBuffer(string: "c\($0)") })
+        async let sent = socket.session.sendPaced((1...8).map { WireFrame(text: "c\($0)") })
         await socket.settle()
         socket.session.requestClose(.removed)
         #expect(await sent == false)

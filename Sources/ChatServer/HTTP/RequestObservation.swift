@@ -7,13 +7,14 @@ import NIOConcurrencyHelpers
 /// The outermost middleware: gives each request its id (the client's `X-Request-ID` when
 /// it is a sane one, else Hummingbird's), returns it in `X-Request-ID`, and when the answer
 /// has been written counts and times it by route template and status and writes one
-/// access log line at info (method, route, path, status, duration, request id, user id;
-/// never the query string, which may hold a token).
+/// access log line at info (`AccessLog`: method, route, path, status, duration, request id,
+/// user id; never the query string, which may hold a token).
 struct RequestObservationMiddleware: RouterMiddleware {
     typealias Context = ChatRequestContext
 
     let metrics: ServerMetrics
-    let accessLog: Bool
+    /// Nil when `ACCESS_LOG` is off (or the log level is above info).
+    let accessLog: AccessLog?
 
     static let requestIDHeader = HTTPField.Name("X-Request-ID")!
 
@@ -53,14 +54,11 @@ struct RequestObservationMiddleware: RouterMiddleware {
         let duration = ContinuousClock.now - start
         let route = context.endpointPath ?? "unmatched"
         metrics.requestFinished(method: request.method.rawValue, route: route, status: status, duration: duration)
-        guard accessLog else { return }
-        var metadata: Logger.Metadata = [
-            "http.method": "\(request.method.rawValue)", "http.route": "\(route)", "http.path": "\(request.uri.path)",
-            "http.status": "\(status)",
-            "http.duration_ms": "\(duration.inSeconds * 1000)",
-        ]
-        if let userID = context.authenticatedUserID.withLockedValue({ $0 }) { metadata["chat.user_id"] = "\(userID)" }
-        context.logger.info("request", metadata: metadata)
+        guard let accessLog else { return }
+        accessLog.record(
+            .init(
+                method: request.method.rawValue, route: route, path: request.uri.path, status: status, duration: duration,
+                requestID: context.id, userID: context.authenticatedUserID.withLockedValue { $0 }))
     }
 
     /// 1–128 characters of letters, digits and `-_.:` (anything else could forge log fields).

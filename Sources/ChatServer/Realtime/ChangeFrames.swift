@@ -24,13 +24,13 @@ struct ChangeFrame {
         }
     }
 
-    /// The frame's JSON, encoded once and shared by every socket that receives it.
-    var bytes: ByteBuffer
+    /// The frame, encoded once and shared by every socket that receives it.
+    var wire: WireFrame
     var seq: Int64
     var audience: Audience
 
     init(text: String, seq: Int64, audience: Audience) {
-        self.bytes = ByteBuffer(string: text)
+        self.wire = WireFrame(text: text)
         self.seq = seq
         self.audience = audience
     }

@@ -63,6 +63,17 @@ public final class OpenSockets: Sendable {
         for session in sessions { session.requestClose(request) }
     }
 
+    /// The keep-alive's tick: pings every open socket, and asks those that sent nothing since
+    /// the previous tick to close (`pingTimeout`). One hop per event loop for all its sockets.
+    func keepAlive() {
+        let sessions = state.withLockedValue { $0.sockets.values.map(\.session) }
+        for (_, group) in Dictionary(grouping: sessions, by: { ObjectIdentifier($0.outbox.eventLoop) }) {
+            group[0].outbox.eventLoop.execute {
+                for session in group where !session.outbox.keepAlive() { session.requestClose(.pingTimeout) }
+            }
+        }
+    }
+
     /// Closes the connections of the sockets still open, whether or not their close
     /// handshake finished (a client that does not read cannot hold the process).
     func cutOffAll() {
@@ -99,6 +110,29 @@ public struct WebSocketDrain: Service {
         if left > 0 {
             logger.notice("cutting off WebSockets that did not close in time", metadata: ["chat.sockets": "\(left)"])
             sockets.cutOffAll()
+        }
+    }
+}
+
+/// Pings every WebSocket of this instance every `interval` (`WS_PING_SECONDS`) and drops those
+/// that sent nothing, not even the pong, since the previous ping: a phone that vanished
+/// without closing its connection. One task and one timer for the whole instance, where the
+/// WebSocket library's own keep-alive kept a task and a timer per socket.
+public struct WebSocketKeepAlive: Service {
+    let sockets: OpenSockets
+    let interval: Duration
+
+    public init(sockets: OpenSockets, interval: Duration) {
+        self.sockets = sockets
+        self.interval = interval
+    }
+
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                sockets.keepAlive()
+            }
         }
     }
 }

@@ -44,7 +44,7 @@ final class RealtimeHub: Service {
     }
 
     struct Outgoing {
-        var frame: ByteBuffer
+        var frame: WireFrame
         /// Nil for live-only frames (typing, presence, room updates).
         var seq: Int64?
     }
@@ -149,14 +149,14 @@ final class RealtimeHub: Service {
         var caughtUp = 0
         defer { metrics.catchUpFrames.record(Double(caughtUp)) }
         if catchUp.resync {
-            guard await session.sendPaced([ByteBuffer(string: ServerFrame.resyncRequired(roomID))]) else { return }
+            guard await session.sendPaced([WireFrame(text: ServerFrame.resyncRequired(roomID))]) else { return }
             caughtUp += 1
         }
         if var afterID = catchUp.messagesAfter {
             while !session.isClosing {
                 let messages = try await store.messages(
                     roomID: roomID, afterID: afterID, throughSeq: catchUp.changesAfter, limit: settings.catchUpBatch)
-                let page = messages.map { ByteBuffer(string: ServerFrame.message($0, files: files)) }
+                let page = messages.map { WireFrame(text: ServerFrame.message($0, files: files)) }
                 guard await session.sendPaced(page) else { return }
                 caughtUp += page.count
                 if let last = messages.last { afterID = last.id }
@@ -170,7 +170,7 @@ final class RealtimeHub: Service {
             let changes = try await store.changes(
                 roomID: roomID, after: cursor, through: joinedAt, limit: settings.catchUpBatch)
             let page = changes.flatMap { change in
-                ChangeFrame.frames(for: change, files: files).filter { $0.audience.includes(session) }.map(\.bytes)
+                ChangeFrame.frames(for: change, files: files).filter { $0.audience.includes(session) }.map(\.wire)
             }
             guard await session.sendPaced(page) else { return }
             caughtUp += page.count
@@ -410,7 +410,7 @@ final class RealtimeHub: Service {
                     if case .participantLeft(let userID, _) = change.event { Self.cutOff([userID], from: roomID, in: &state) }
                     guard var room = state.rooms[roomID] else { return false }
                     for frame in frames {
-                        let item = Outgoing(frame: frame.bytes, seq: frame.seq)
+                        let item = Outgoing(frame: frame.wire, seq: frame.seq)
                         for id in room.subscriptions.keys where frame.audience.includes(room.subscriptions[id]!.session) {
                             Self.deliver(item, to: &room.subscriptions[id]!, batch: &batch)
                             queued += 1
@@ -464,7 +464,7 @@ final class RealtimeHub: Service {
     private func broadcast(
         _ frame: String, roomID: Int64, generation: Int, to include: (SocketSession) -> Bool
     ) {
-        let item = Outgoing(frame: ByteBuffer(string: frame), seq: nil)
+        let item = Outgoing(frame: WireFrame(text: frame), seq: nil)
         state.withLockedValue { state in
             guard var room = state.rooms[roomID], room.generation == generation else { return }
             var batch = OutboundBatch()

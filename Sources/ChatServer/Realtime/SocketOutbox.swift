@@ -1,33 +1,83 @@
 import NIOCore
-import NIOWebSocket
 
-/// The write side of one WebSocket, as a handler at the tail of its channel's pipeline.
+/// A server-to-client WebSocket frame on the wire (RFC 6455 section 5.2, unmasked): its
+/// header and its payload, each encoded once and shared, byte for byte, by every socket that
+/// sends it.
+struct WireFrame: Sendable {
+    var header: ByteBuffer
+    var payload: ByteBuffer
+
+    /// A final text frame carrying `payload` (UTF-8 JSON).
+    init(text payload: ByteBuffer) {
+        self.init(opcode: 0x1, payload: payload)
+    }
+
+    init(text: String) {
+        self.init(text: ByteBuffer(string: text))
+    }
+
+    private init(opcode: UInt8, payload: ByteBuffer) {
+        var header = ByteBuffer()
+        header.reserveCapacity(10)
+        header.writeInteger(0x80 | opcode)  // FIN
+        let length = payload.readableBytes
+        switch length {
+        case ..<126: header.writeInteger(UInt8(length))
+        case ...Int(UInt16.max):
+            header.writeInteger(UInt8(126))
+            header.writeInteger(UInt16(length))
+        default:
+            header.writeInteger(UInt8(127))
+            header.writeInteger(UInt64(length))
+        }
+        self.header = header
+        self.payload = payload
+    }
+
+    /// An empty ping (the server's keep-alive).
+    static let ping = WireFrame(opcode: 0x9, payload: ByteBuffer())
+
+    var byteCount: Int { header.readableBytes + payload.readableBytes }
+}
+
+/// The write side of one WebSocket, and the watch on its reads, as a handler at the head of
+/// its channel's pipeline.
 ///
-/// Frames reach it already encoded (one `ByteBuffer` shared by every socket that receives
-/// the same frame) and are written on the channel's event loop, with no task per socket: a
+/// Frames reach it already encoded (`WireFrame`, shared by every socket that receives the
+/// same frame) and are written on the channel's event loop, with no task per socket: a
 /// fan-out to a thousand sockets is one hop per event loop (`OutboundBatch`), not a thousand
-/// task wake-ups. While the channel is writable (NIO's own buffer below its high-water mark)
-/// a frame goes straight to the socket; otherwise it waits here, in order, until the channel
-/// drains. The frames waiting here are the socket's unsent backlog: past the session's limit
-/// (`WS_OUTBOUND_QUEUE_FRAMES` / `_BYTES`) the backlog is dropped and the session asked to
-/// close with 4408, so a client that does not read costs bounded memory and never slows the
-/// others.
+/// task wake-ups and a thousand copies. While the channel is writable (NIO's own buffer
+/// below its high-water mark) a frame goes straight to the socket; otherwise it waits here,
+/// in order, until the channel drains. The frames waiting here are the socket's unsent
+/// backlog: past the session's limit (`WS_OUTBOUND_QUEUE_FRAMES` / `_BYTES`) the backlog is
+/// dropped and the session asked to close with 4408, so a client that does not read costs
+/// bounded memory and never slows the others. Frames the WebSocket library writes itself
+/// (close, pong) pass through.
+///
+/// It also notes when the client last sent anything, for the keep-alive
+/// (`WebSocketKeepAlive`), which needs no task or timer per socket either.
 ///
 /// Every member is touched on the channel's event loop only (hence `@unchecked Sendable`:
 /// other threads reach it solely through `eventLoop.execute`).
-final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unchecked Sendable {
-    typealias InboundIn = Never
+final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let eventLoop: any EventLoop
     private let limits: SocketSession.Limits
     /// Told when the backlog passes the limit. Weak: the session owns this outbox.
     weak var session: SocketSession?
     private var context: ChannelHandlerContext?
-    private var backlog = CircularBuffer<ByteBuffer>()
+    private var backlog = CircularBuffer<WireFrame>()
     private var backlogBytes = 0
     /// Catch-up waits for the backlog to drain to half before it sends its next page.
     private var spaceWaiters: [EventLoopPromise<Void>] = []
     private var closed = false
+    /// When the client last sent bytes, and when the keep-alive last pinged it.
+    private var lastRead = NIODeadline.now()
+    private var lastPing: NIODeadline?
 
     init(eventLoop: any EventLoop, limits: SocketSession.Limits) {
         self.eventLoop = eventLoop
@@ -48,6 +98,11 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
         context.fireChannelInactive()
     }
 
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        lastRead = .now()
+        context.fireChannelRead(data)
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         if context.channel.isWritable { drain() }
         context.fireChannelWritabilityChanged()
@@ -57,35 +112,35 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
 
     /// Writes `frame` (flushed by `flush()`), or queues it behind the backlog. Past the limit
     /// the backlog is dropped and the session closes with 4408.
-    func enqueue(_ frame: ByteBuffer) {
+    func enqueue(_ frame: WireFrame) {
         eventLoop.preconditionInEventLoop()
         guard !closed, let context else { return }
         if backlog.isEmpty && context.channel.isWritable {
-            context.write(NIOAny(Self.textFrame(frame)), promise: nil)
+            write(frame, context: context)
             return
         }
-        if !backlog.isEmpty && (backlog.count >= limits.frames || backlogBytes + frame.readableBytes > limits.bytes) {
+        if !backlog.isEmpty && (backlog.count >= limits.frames || backlogBytes + frame.byteCount > limits.bytes) {
             limits.dropped?.increment()
             close()
             session?.requestClose(.tooSlow)
             return
         }
         backlog.append(frame)
-        backlogBytes += frame.readableBytes
+        backlogBytes += frame.byteCount
     }
 
     /// Queues `frames` whatever the limit (a catch-up page, smaller than the limit), and
     /// returns once the backlog is at most half the limit, so a catch-up paces itself by the
     /// client's reading instead of overflowing.
-    func enqueuePaced(_ frames: [ByteBuffer]) -> EventLoopFuture<Void> {
+    func enqueuePaced(_ frames: [WireFrame]) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         guard !closed, let context else { return eventLoop.makeSucceededVoidFuture() }
         for frame in frames {
             if backlog.isEmpty && context.channel.isWritable {
-                context.write(NIOAny(Self.textFrame(frame)), promise: nil)
+                write(frame, context: context)
             } else {
                 backlog.append(frame)
-                backlogBytes += frame.readableBytes
+                backlogBytes += frame.byteCount
             }
         }
         context.flush()
@@ -98,6 +153,20 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
     func flush() {
         eventLoop.preconditionInEventLoop()
         context?.flush()
+    }
+
+    /// The keep-alive's tick: false when the client sent nothing since the previous ping (it
+    /// missed a pong for a whole interval: the caller drops it); else pings it again.
+    func keepAlive() -> Bool {
+        eventLoop.preconditionInEventLoop()
+        guard !closed, let context else { return true }
+        if let lastPing, lastRead < lastPing { return false }
+        lastPing = .now()
+        // A ping waits behind the backlog, like any frame: a client that does not read
+        // does not answer either.
+        enqueue(.ping)
+        context.flush()
+        return true
     }
 
     /// Stops writing: what is queued is dropped (the session is closing, its close frame
@@ -118,8 +187,8 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
         guard !closed, let context else { return }
         var wrote = false
         while context.channel.isWritable, let frame = backlog.popFirst() {
-            backlogBytes -= frame.readableBytes
-            context.write(NIOAny(Self.textFrame(frame)), promise: nil)
+            backlogBytes -= frame.byteCount
+            write(frame, context: context)
             wrote = true
         }
         if wrote { context.flush() }
@@ -132,8 +201,9 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
         for waiter in waiters { waiter.succeed() }
     }
 
-    private static func textFrame(_ data: ByteBuffer) -> WebSocketFrame {
-        WebSocketFrame(fin: true, opcode: .text, data: data)
+    private func write(_ frame: WireFrame, context: ChannelHandlerContext) {
+        context.write(wrapOutboundOut(frame.header), promise: nil)
+        context.write(wrapOutboundOut(frame.payload), promise: nil)
     }
 }
 
@@ -141,11 +211,11 @@ final class SocketOutbox: ChannelInboundHandler, RemovableChannelHandler, @unche
 /// each socket must receive them, then `submit()`. Sockets of one event loop get their frames
 /// in `add` order; one flush per socket follows.
 struct OutboundBatch {
-    private var byLoop: [ObjectIdentifier: (loop: any EventLoop, items: [(SocketOutbox, ByteBuffer)])] = [:]
+    private var byLoop: [ObjectIdentifier: (loop: any EventLoop, items: [(SocketOutbox, WireFrame)])] = [:]
 
     var isEmpty: Bool { byLoop.isEmpty }
 
-    mutating func add(_ frame: ByteBuffer, to outbox: SocketOutbox) {
+    mutating func add(_ frame: WireFrame, to outbox: SocketOutbox) {
         let key = ObjectIdentifier(outbox.eventLoop)
         if byLoop[key] == nil {
             byLoop[key] = (outbox.eventLoop, [(outbox, frame)])

@@ -29,6 +29,8 @@ final class SocketSession: Sendable {
         static let deactivated = CloseRequest(code: 4403, reason: "User account is deactivated")
         static let expired = CloseRequest(code: 4401, reason: "Token expired")
         static let tooManySockets = CloseRequest(code: 4429, reason: "Too many open sockets for this user")
+        /// The client answered no ping for a whole `WS_PING_SECONDS`: gone, as far as we can tell.
+        static let pingTimeout = CloseRequest(code: 1001, reason: "Ping timeout")
     }
 
     struct Limits: Sendable {
@@ -78,12 +80,12 @@ final class SocketSession: Sendable {
         outbox.session = self
     }
 
-    /// Puts the outbox at the tail of `channel`'s pipeline (behind the WebSocket frame
-    /// encoder), from where it writes.
+    /// Puts the outbox at the head of `channel`'s pipeline, next to the socket: it writes
+    /// encoded frames and sees every byte the client sends.
     func install(on channel: any Channel) async throws {
         let outbox = self.outbox
         try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(outbox)
+            try channel.pipeline.syncOperations.addHandler(outbox, position: .first)
         }.get()
     }
 
@@ -91,7 +93,7 @@ final class SocketSession: Sendable {
 
     /// Sends one frame (encoded once, whoever else receives it). Frames of one sender reach
     /// the socket in the order sent.
-    func send(_ frame: ByteBuffer) {
+    func send(_ frame: WireFrame) {
         guard !isClosing else { return }
         let outbox = self.outbox
         outbox.eventLoop.execute {
@@ -101,13 +103,13 @@ final class SocketSession: Sendable {
     }
 
     func send(_ text: String) {
-        send(ByteBuffer(string: text))
+        send(WireFrame(text: text))
     }
 
     /// Sends `frames` in order and returns once the socket's backlog is at most half full
     /// (catch-up paces itself this way instead of overflowing). False when the session is
     /// closing.
-    func sendPaced(_ frames: [ByteBuffer]) async -> Bool {
+    func sendPaced(_ frames: [WireFrame]) async -> Bool {
         guard !isClosing else { return false }
         if frames.isEmpty { return true }
         let outbox = self.outbox

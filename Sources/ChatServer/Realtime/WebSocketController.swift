@@ -141,6 +141,10 @@ struct WebSocketController {
             if request == .tooSlow {
                 metrics.slowClientCloses.increment()
                 await Self.closeBehindClient(channel, request)
+            } else if request == .pingTimeout {
+                // Presumed gone: the close frame is a courtesy, nobody waits for an answer.
+                channel.writeAndFlush(Self.closeFrame(request, allocator: channel.allocator), promise: nil)
+                try? await channel.close()
             } else {
                 await close(outbound, context: context, code: request.code, reason: request.reason)
             }
@@ -314,16 +318,20 @@ struct WebSocketController {
     /// shut (a FIN follows the frame) and the connection is closed once the client hung up or
     /// after `slowClientGrace`.
     private static func closeBehindClient(_ channel: any Channel, _ request: SocketSession.CloseRequest) async {
-        var data = channel.allocator.buffer(capacity: 2 + request.reason.utf8.count)
-        data.write(webSocketErrorCode: .init(codeNumber: request.code))
-        data.writeString(request.reason)
-        let frame = WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
+        let frame = closeFrame(request, allocator: channel.allocator)
         _ = await finished(within: slowClientGrace) {
             guard (try? await channel.writeAndFlush(frame)) != nil else { return }
             try? await channel.close(mode: .output)
             try? await channel.closeFuture.get()
         }
         try? await channel.close()
+    }
+
+    private static func closeFrame(_ request: SocketSession.CloseRequest, allocator: ByteBufferAllocator) -> WebSocketFrame {
+        var data = allocator.buffer(capacity: 2 + request.reason.utf8.count)
+        data.write(webSocketErrorCode: .init(codeNumber: request.code))
+        data.writeString(request.reason)
+        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
     }
 
     /// Sends the close frame; if the client does not read (so the frame cannot be written
