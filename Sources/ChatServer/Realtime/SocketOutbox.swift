@@ -170,13 +170,15 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     }
 
     /// Stops writing: what is queued is dropped (the session is closing, its close frame
-    /// goes next) and waiting catch-ups resume.
+    /// goes next) and waiting catch-ups resume. The socket's reader is told that the input
+    /// is over, so it stops reading and the socket's task goes on to send the close frame.
     func close() {
         guard !closed else { return }
         closed = true
         backlog.removeAll()
         backlogBytes = 0
         resumeSpaceWaiters()
+        context?.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
     }
 
     private var hasHalfRoom: Bool {

@@ -236,9 +236,11 @@ struct WebSocketController {
     // MARK: Serving an admitted socket
 
     /// Serves the socket until it is asked to close: the subscription (and catch-up) in a
-    /// child task that ends once the socket is live, client frames in another. Frames to the
-    /// client need no task: the hub and this controller hand them to the session's outbox.
-    /// An idle socket is thus two suspended tasks: its connection's and its reader.
+    /// child task that ends once the socket is live, client frames here. Frames to the client
+    /// need no task: the hub and this controller hand them to the session's outbox. A close
+    /// requested from elsewhere (removal, 4408, shutdown, ping timeout) ends the reading: the
+    /// outbox tells the inbound stream that the input is over. An idle socket is thus one
+    /// suspended task, its connection's.
     private func run(
         _ session: SocketSession, catchUp: RealtimeHub.CatchUp?, inbound: WebSocketInboundStream
     ) async -> SocketSession.CloseRequest {
@@ -248,29 +250,9 @@ struct WebSocketController {
         open.increment()
         defer { open.decrement() }
         let input = SocketInput(limits: rateLimits)
-        // Discarding: a finished child (the subscription) frees its memory at once instead of
-        // waiting in the group for the socket's lifetime.
-        let request = await withDiscardingTaskGroup { group in
-            group.addTask {
-                // Presence is recorded alongside the subscription (a slow presence write never
-                // delays delivery), and client frames wait for both: once the server answers
-                // a frame, the socket is live and the user shows as online everywhere.
-                await inShortTask {
-                    await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
-                }
-                await session.subscribed()
-                do {
-                    var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                    while let message = try await messages.next() {
-                        await handle(message, from: session, input: input)
-                        if session.isClosing { break }
-                    }
-                    session.requestClose(.normal)
-                } catch {
-                    // A message over 1 MiB, or a frame that breaks the protocol.
-                    session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
-                }
-            }
+        // Discarding: the finished subscription frees its memory at once instead of waiting
+        // in the group for the socket's lifetime.
+        await withDiscardingTaskGroup { group in
             group.addTask {
                 do {
                     switch session.kind {
@@ -284,10 +266,25 @@ struct WebSocketController {
                     session.requestClose(.init(code: 1011, reason: "Server error, try again later"))
                 }
             }
-            let request = await session.closeRequested()
-            group.cancelAll()
-            return request
+            // Presence is recorded alongside the subscription (a slow presence write never
+            // delays delivery), and client frames wait for both: once the server answers a
+            // frame, the socket is live and the user shows as online everywhere.
+            await inShortTask {
+                await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
+            }
+            await session.subscribed()
+            do {
+                var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
+                while !session.isClosing, let message = try await messages.next() {
+                    await handle(message, from: session, input: input)
+                }
+                session.requestClose(.normal)
+            } catch {
+                // A message over 1 MiB, or a frame that breaks the protocol.
+                session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
+            }
         }
+        let request = await session.closeRequested()
         hub.unsubscribe(session)
         if input.isTyping {
             notifier.send(
@@ -298,7 +295,7 @@ struct WebSocketController {
         return request
     }
 
-    /// Bytes a socket may have in flight below the session's own queue: NIO's write buffer
+    /// Bytes a socket may have in flight below its outbox's backlog: NIO's write buffer
     /// (writes wait above it) and the kernel's send buffer. Small, so that what a client that
     /// falls behind still has to read before its 4408 close frame is small too.
     static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
@@ -309,7 +306,12 @@ struct WebSocketController {
     private static func boundBuffers(of channel: any Channel) async {
         try? await channel.setOption(ChannelOptions.writeBufferWaterMark, value: writeBufferWaterMark).get()
         try? await channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: SocketOptionValue(kernelSendBufferBytes)).get()
+        // A channel keeps its last receive buffer for the next read: client frames are small,
+        // so start small (NIO grows it for a client that sends more).
+        try? await channel.setOption(ChannelOptions.recvAllocator, value: receiveBuffers).get()
     }
+
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 1 << 16)
 
     /// Closes a socket whose client fell behind (4408). Its unsent frames were dropped
     /// (`SocketSession`); the close frame goes to the channel directly, not through the
