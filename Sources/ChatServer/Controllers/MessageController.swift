@@ -11,11 +11,21 @@ struct MessageController {
     /// Messages per user (REST and WebSocket share it).
     let sends: RateLimiter<Int64>
 
-    struct SendMessageRequest: Decodable {
+    struct SendMessageRequest: Decodable, FlatJSONDecodable, Equatable {
         var messageContent: String?
         var messageType: String?
         var replyToMessageId: Int64?
         var clientMessageId: String?
+
+        static let keys: Set<String> = ["message_content", "message_type", "reply_to_message_id", "client_message_id"]
+
+        init?(flatJSON fields: [String: FlatJSON.Value]) {
+            guard fields.keys.allSatisfy(Self.keys.contains), let content = fields.optionalString("message_content"),
+                let type = fields.optionalString("message_type"), let replyTo = fields.optionalInteger("reply_to_message_id"),
+                let clientID = fields.optionalString("client_message_id")
+            else { return nil }
+            (messageContent, messageType, replyToMessageId, clientMessageId) = (content, type, replyTo, clientID)
+        }
     }
 
     struct EditMessageRequest: Decodable {

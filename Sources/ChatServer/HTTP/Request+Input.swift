@@ -22,6 +22,11 @@ extension Request {
         guard String(validating: buffer.readableBytesView, as: UTF8.self) != nil else {
             throw APIError.validation("Request body is not valid UTF-8")
         }
+        if let flat = T.self as? any FlatJSONDecodable.Type,
+            let value = buffer.withUnsafeReadableBytes({ FlatJSON.parse($0) }).flatMap(flat.init(flatJSON:))
+        {
+            return value as? T
+        }
         do {
             return try context.requestDecoder.decode(T.self, from: Data(buffer.readableBytesView))
         } catch let error as DecodingError {
@@ -117,5 +122,31 @@ extension ChatRequestContext {
         }
         guard value > 0 else { throw APIError(.notFound, "Not Found") }
         return value
+    }
+}
+
+/// A request body that `FlatJSON` can read without `JSONDecoder` when it is a flat object of
+/// exactly its snake_case keys with values of the right types; any other body goes through
+/// `JSONDecoder` (nil here), which decides, and words any error, as for every other body.
+protocol FlatJSONDecodable: Decodable {
+    init?(flatJSON fields: [String: FlatJSON.Value])
+}
+
+extension [String: FlatJSON.Value] {
+    /// The field as an optional string: `.some(nil)` for null or absent, nil for another type.
+    func optionalString(_ key: String) -> String?? {
+        switch self[key] {
+        case nil, .null?: return .some(nil)
+        case .string(let text)?: return .some(text)
+        default: return nil
+        }
+    }
+
+    func optionalInteger(_ key: String) -> Int64?? {
+        switch self[key] {
+        case nil, .null?: return .some(nil)
+        case .integer(let value)?: return .some(value)
+        default: return nil
+        }
     }
 }
