@@ -136,7 +136,7 @@ func main() {
 		}
 	})
 	reconnected := time.Since(stormStart)
-	logf("storm: %d sockets reconnected in %.2f s (%d failed)", len(sockets), reconnected.Seconds(), reconnectFailures)
+	logf("%d sockets reconnected in %.2f s (%d failed)", len(sockets), reconnected.Seconds(), reconnectFailures)
 	// Settled: every socket has every message posted up to the moment the last reconnect
 	// was open (what the storm made it miss, caught up, and what came meanwhile).
 	postedMu.Lock()

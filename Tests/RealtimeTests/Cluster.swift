@@ -98,6 +98,16 @@ struct Cluster: Sendable {
         }
     }
 
+    /// Deactivates the user as an operator would, but with the announcing trigger skipped
+    /// (`session_replication_role = replica`): as if its notification were lost.
+    func deactivateSilently(_ user: Chatter) async throws {
+        try await database.withConnection { connection in
+            _ = try await connection.simpleQuery("SET session_replication_role = replica")
+            try await connection.execute("UPDATE users SET is_active = false WHERE user_id = \(user.id)")
+            _ = try await connection.simpleQuery("RESET session_replication_role")
+        }
+    }
+
     func socket(_ server: ServerProcess, room: Int64?, as user: Chatter, query: String = "") async throws
         -> WebSocketTestClient
     {

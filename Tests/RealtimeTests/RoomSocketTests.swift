@@ -472,6 +472,21 @@ import Testing
         }
     }
 
+    /// A deactivation is not a change of the room: when its notification is lost, the hub's
+    /// membership sweep (every REALTIME_POLL_SECONDS) still cuts the user off, with no other
+    /// event of the room to prompt it.
+    @Test func aSilentDeactivationIsCaughtByTheMembershipSweep() async throws {
+        try await withCluster(1, environment: ["REALTIME_POLL_SECONDS": "1"]) { cluster in
+            let (owner, frank) = (try await cluster.makeUser("owner"), try await cluster.makeUser("frank"))
+            let room = try await cluster.makeGroup(owner, with: [frank])
+            let frankSocket = try await cluster.socket(cluster.a, room: room, as: frank)
+            try await frankSocket.ready()
+            try await cluster.deactivateSilently(frank)
+            let close = try await frankSocket.closeEvent(timeout: .seconds(20))
+            #expect(close.code == 4403, "\(close)")
+        }
+    }
+
     @Test func onlineStatusComesFromTheDatabase() async throws {
         try await withCluster(2) { cluster in
             let (alice, bob) = (try await cluster.makeUser(), try await cluster.makeUser())
