@@ -145,38 +145,49 @@ final class AccessLog: Service, Sendable {
             out += "\",\"level\":\"".utf8
             out += level.utf8
             out += "\",\"logger\":".utf8
-            Self.appendQuoted(label, to: &out)
+            JSONText.appendQuoted(label, to: &out)
             out += ",\"message\":".utf8
-            Self.appendQuoted(message, to: &out)
+            JSONText.appendQuoted(message, to: &out)
             out += ",\"source\":\"ChatServer\"".utf8
             for (key, value) in fields {
                 out.append(UInt8(ascii: ","))
-                Self.appendQuoted(key, to: &out)
+                JSONText.appendQuoted(key, to: &out)
                 out.append(UInt8(ascii: ":"))
-                Self.appendQuoted(value, to: &out)
+                JSONText.appendQuoted(value, to: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
         out.append(UInt8(ascii: "\n"))
         return out
     }
+}
 
-    /// A JSON string literal (the path is the only field a client chooses: escape all that
-    /// could break the line).
-    static func appendQuoted(_ text: String, to out: inout [UInt8]) {
+/// JSON string literals for log lines, written once for the access log and `LOG_FORMAT=json`.
+public enum JSONText {
+    /// Appends `text` as a JSON string literal: quotes, backslashes and every control
+    /// character escaped (a request path is the client's choice: nothing in it can end the line
+    /// or forge a field).
+    public static func appendQuoted(_ text: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         for byte in text.utf8 {
             switch byte {
             case UInt8(ascii: "\""): out += "\\\"".utf8
             case UInt8(ascii: "\\"): out += "\\\\".utf8
             case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
                 out += "\\u00".utf8
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
+                out.append(hexDigits[Int(byte >> 4)])
+                out.append(hexDigits[Int(byte & 0xF)])
             default: out.append(byte)
             }
         }
         out.append(UInt8(ascii: "\""))
     }
+
+    public static func quoted(_ text: String) -> String {
+        var out: [UInt8] = []
+        appendQuoted(text, to: &out)
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
 }

@@ -13,8 +13,9 @@ import ServiceLifecycle
 /// a cursor (the highest `seq` already delivered here). Within a room, numbers follow commit
 /// order, so reading `seq > cursor` never skips a change and never repeats one; each
 /// subscription also keeps its own cursor, which makes catch-up (`last_seq`,
-/// `last_message_id`) and live delivery meet without gap or duplicate. One pump task per
-/// room applies its wake-ups and live notices (typing, presence) in arrival order.
+/// `last_message_id`) and live delivery meet without gap or duplicate. One pump per room
+/// (a child task of `run()`, while the room has work) applies its wake-ups and live notices
+/// (typing, presence) in arrival order.
 ///
 /// Notifications can be lost (listener reconnecting, an instance dying between commit and
 /// NOTIFY), so after every (re)connect of the listener, and every `pollInterval`, the hub
@@ -75,6 +76,16 @@ final class RealtimeHub: Service {
     private let metrics: ServerMetrics
     private let logger: Logger
     private let state = NIOLockedValueBox(State())
+    /// Work that runs on its own (a room's pump, a room entering user streams), started by
+    /// `run()`'s task group, not by unstructured tasks.
+    private let work: (stream: AsyncStream<Work>, continuation: AsyncStream<Work>.Continuation)
+
+    enum Work: Sendable {
+        /// Apply a room's queued wake-ups and notices until none is left.
+        case pump(roomID: Int64, generation: Int)
+        /// A room entered the list of this user (nil: every participant, a new room).
+        case roomAppeared(roomID: Int64, userID: Int64?)
+    }
 
     init(
         postgres: PostgresClient, sockets: OpenSockets, files: FileURLs, settings: Settings, metrics: ServerMetrics,
@@ -87,11 +98,24 @@ final class RealtimeHub: Service {
         self.files = files
         self.settings = settings
         self.logger = logger
+        self.work = AsyncStream.makeStream(of: Work.self)
     }
 
     func run() async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await self.listener.run() }
+            group.addTask {
+                await withDiscardingTaskGroup { running in
+                    for await item in self.work.stream {
+                        running.addTask {
+                            switch item {
+                            case .pump(let roomID, let generation): await self.pump(roomID: roomID, generation: generation)
+                            case .roomAppeared(let roomID, let userID): await self.roomAppeared(roomID, for: userID)
+                            }
+                        }
+                    }
+                }
+            }
             group.addTask {
                 var listens = 0
                 for await event in self.listener.events {
@@ -129,6 +153,7 @@ final class RealtimeHub: Service {
             }
             try await gracefulShutdown()
             listener.stop()
+            work.continuation.finish()
             group.cancelAll()
         }
     }
@@ -274,14 +299,14 @@ final class RealtimeHub: Service {
     private func dispatch(_ notice: ChangeNotice) {
         switch notice.kind {
         case .roomCreated:
-            Task { await self.roomAppeared(notice.roomID, for: nil) }
+            work.continuation.yield(.roomAppeared(roomID: notice.roomID, userID: nil))
             return
         case .userDeactivated:
             if let userID = notice.userID { sockets.close(where: { $0.user.id == userID }, with: .deactivated) }
             return
         case .joined:
             if let userID = notice.userID, state.withLockedValue({ $0.userStreams[userID] != nil }) {
-                Task { await self.roomAppeared(notice.roomID, for: userID) }
+                work.continuation.yield(.roomAppeared(roomID: notice.roomID, userID: userID))
             }
         default:
             break
@@ -299,7 +324,7 @@ final class RealtimeHub: Service {
             return room.generation
         }
         if let generation = start {
-            Task { await self.pump(roomID: roomID, generation: generation) }
+            work.continuation.yield(.pump(roomID: roomID, generation: generation))
         }
     }
 
@@ -324,7 +349,7 @@ final class RealtimeHub: Service {
     /// Applies a room's queued work until none is left: new changes first (from the
     /// cursor), then the live notices in arrival order.
     private func pump(roomID: Int64, generation: Int) async {
-        while true {
+        while !Task.isCancelled {  // shutdown
             let work: (cursor: Int64, fetch: Bool, notices: [ChangeNotice])? = state.withLockedValue { state in
                 guard var room = state.rooms[roomID], room.generation == generation else { return nil }
                 defer { state.rooms[roomID] = room }
