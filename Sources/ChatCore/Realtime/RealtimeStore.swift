@@ -103,19 +103,15 @@ public struct RealtimeStore: Sendable {
     /// Those of `userIDs` who are no longer active participants of the room, or no longer
     /// active users (or everyone, when the room itself was deactivated).
     public func inactiveParticipants(roomID: Int64, among userIDs: [Int64]) async throws -> Set<Int64> {
-        guard !userIDs.isEmpty else { return [] }
-        return Set(
-            try await db.query(
-                """
-                SELECT u.id FROM unnest(\(userIDs)) AS u (id)
-                WHERE NOT \(Self.isActiveParticipant(roomID: roomID, userColumn: "u.id"))
-                """
-            ).map { try $0.decode(Int64.self, column: 0) })
+        Set(
+            try await inactiveSubscribers(roomIDs: Array(repeating: roomID, count: userIDs.count), userIDs: userIDs)
+                .map(\.userID))
     }
 
-    /// The pairs of (`roomIDs[i]`, `userIDs[i]`) whose user may no longer hear the room: one
-    /// statement for every subscription of an instance (the hub's periodic sweep, for what the
-    /// change sequence does not carry: a deactivated user or room whose notice was lost).
+    /// The pairs of (`roomIDs[i]`, `userIDs[i]`) whose user may no longer hear the room: not an
+    /// active participant, not an active user, or the room deactivated. One statement for every
+    /// subscription of an instance (the hub's periodic sweep, for what the change sequence does
+    /// not carry: a deactivated user or room whose notice was lost).
     public func inactiveSubscribers(roomIDs: [Int64], userIDs: [Int64]) async throws -> [(roomID: Int64, userID: Int64)] {
         guard !roomIDs.isEmpty else { return [] }
         return try await db.query(
@@ -130,18 +126,6 @@ public struct RealtimeStore: Sendable {
             let (roomID, userID) = try row.decode((Int64, Int64).self)
             return (roomID, userID)
         }
-    }
-
-    /// True while the user in `userColumn` is an active participant of the room, an active
-    /// user, and the room is active: who may still hear the room.
-    static func isActiveParticipant(roomID: Int64, userColumn: String) -> PostgresQuery {
-        """
-        EXISTS (
-            SELECT 1 FROM room_participants p JOIN rooms r ON r.room_id = p.room_id
-            JOIN users pu ON pu.user_id = p.user_id
-            WHERE p.room_id = \(roomID) AND p.user_id = \(unescaped: userColumn) AND p.is_active AND r.is_active
-              AND pu.is_active)
-        """
     }
 
     public func participantIDs(roomID: Int64) async throws -> [Int64] {

@@ -115,18 +115,13 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     func enqueue(_ frame: WireFrame) {
         eventLoop.preconditionInEventLoop()
         guard !closed, let context else { return }
-        if backlog.isEmpty && context.channel.isWritable {
-            write(frame, context: context)
-            return
-        }
         if !backlog.isEmpty && (backlog.count >= limits.frames || backlogBytes + frame.byteCount > limits.bytes) {
             limits.dropped?.increment()
             close()
             session?.requestClose(.tooSlow)
             return
         }
-        backlog.append(frame)
-        backlogBytes += frame.byteCount
+        writeOrQueue(frame, context: context)
     }
 
     /// Queues `frames` whatever the limit (a catch-up page, smaller than the limit), and
@@ -135,14 +130,7 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     func enqueuePaced(_ frames: [WireFrame]) -> EventLoopFuture<Void> {
         eventLoop.preconditionInEventLoop()
         guard !closed, let context else { return eventLoop.makeSucceededVoidFuture() }
-        for frame in frames {
-            if backlog.isEmpty && context.channel.isWritable {
-                write(frame, context: context)
-            } else {
-                backlog.append(frame)
-                backlogBytes += frame.byteCount
-            }
-        }
+        for frame in frames { writeOrQueue(frame, context: context) }
         context.flush()
         if hasHalfRoom { return eventLoop.makeSucceededVoidFuture() }
         let promise = eventLoop.makePromise(of: Void.self)
@@ -201,6 +189,16 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
         let waiters = spaceWaiters
         spaceWaiters = []
         for waiter in waiters { waiter.succeed() }
+    }
+
+    /// Writes `frame` when nothing waits before it and NIO takes more; else queues it.
+    private func writeOrQueue(_ frame: WireFrame, context: ChannelHandlerContext) {
+        if backlog.isEmpty && context.channel.isWritable {
+            write(frame, context: context)
+        } else {
+            backlog.append(frame)
+            backlogBytes += frame.byteCount
+        }
     }
 
     private func write(_ frame: WireFrame, context: ChannelHandlerContext) {
