@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 
 #if canImport(Glibc)
 import Glibc
@@ -133,8 +134,49 @@ public final class ServerProcess: Sendable {
         await child.stop(signal: SIGKILL, grace: .seconds(10))
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    /// A TCP port on 127.0.0.1 that was free a moment ago, taken from below the kernel's ephemeral
+    /// range: a port the kernel hands out (bind to 0) is the kind it also gives the test's own
+    /// outgoing connections as source ports, so between this call and the server's bind one of
+    /// them could take it ("Address already in use"). Ports are handed out in turn from a random
+    /// start, so two test processes rarely try the same one, and each is checked with a bind.
     public static func freePort() throws -> Int {
+        try PortPicker.shared.next()
+    }
+}
+
+/// Hands out ports below the ephemeral range, each one checked free by binding it.
+final class PortPicker: Sendable {
+    static let shared = PortPicker()
+
+    private let range: Range<Int>
+    private let cursor: NIOLockedValueBox<Int>
+
+    init() {
+        let low = Self.ephemeralLow() ?? 32768
+        range = 10000..<max(10001, min(low, 65536))
+        cursor = NIOLockedValueBox(Int.random(in: range))
+    }
+
+    func next() throws -> Int {
+        for _ in 0..<range.count {
+            let port = cursor.withLockedValue { value in
+                let port = value
+                value = port + 1 >= range.upperBound ? range.lowerBound : port + 1
+                return port
+            }
+            if try Self.isFree(port) { return port }
+        }
+        throw ChildProcessError("no free TCP port in \(range)")
+    }
+
+    /// The first port of `/proc/sys/net/ipv4/ip_local_port_range` (nil where there is none).
+    private static func ephemeralLow() -> Int? {
+        guard let text = try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8)
+        else { return nil }
+        return text.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\n" }).first.flatMap { Int($0) }
+    }
+
+    private static func isFree(_ port: Int) throws -> Bool {
         #if canImport(Darwin)
         let fd = socket(AF_INET, SOCK_STREAM, 0)
         #else
@@ -144,19 +186,13 @@ public final class ServerProcess: Sendable {
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
                 bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
             }
         }
-        guard bound == 0 else { throw ChildProcessError("bind() failed: errno \(errno)") }
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let named = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        guard named == 0 else { throw ChildProcessError("getsockname() failed: errno \(errno)") }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 }
