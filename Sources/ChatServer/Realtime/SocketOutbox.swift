@@ -117,8 +117,10 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
         guard !closed, let context else { return }
         if !backlog.isEmpty && (backlog.count >= limits.frames || backlogBytes + frame.byteCount > limits.bytes) {
             limits.dropped?.increment()
-            close()
+            // The request first: closing ends the reader, whose own request (`normal`, when
+            // its input ends) must not win the race to be the first.
             session?.requestClose(.tooSlow)
+            close()
             return
         }
         writeOrQueue(frame, context: context)
