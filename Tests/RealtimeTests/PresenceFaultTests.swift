@@ -7,6 +7,13 @@ import Testing
 /// heartbeat after a stalled instance, a restart under the same INSTANCE_ID, or a failed
 /// presence write.
 @Suite struct PresenceFaultTests {
+    /// Takes, until the transaction ends, the advisory lock under which every instance writes
+    /// `user`'s presence (`PresenceStore.lockSpace`): their presence writes wait for it, and
+    /// no other test's do (a table lock would fail every test's writes at once).
+    static func holdPresenceLock(of user: Chatter, on connection: PostgresConnection) async throws {
+        try await connection.execute("SELECT pg_advisory_xact_lock(\(Int32(0x7072_6573)), hashint8(\(user.id)))")
+    }
+
     func isOnline(_ user: Chatter, in room: Int64, asked by: Chatter, via server: ServerProcess, _ cluster: Cluster)
         async throws -> Bool?
     {
@@ -57,8 +64,45 @@ import Testing
         }
     }
 
-    /// (c) A presence write that fails (here: the table is locked past DB_LOCK_TIMEOUT_MS)
-    /// is made good, and announced, at a following heartbeat.
+    /// (b') The same, when the restarted process cannot clear the old rows at start (here:
+    /// alice's presence lock is held past DB_LOCK_TIMEOUT_MS): a following heartbeat
+    /// reconciles them, and the old sockets are announced offline all the same.
+    @Test func aRestartThatCannotClearTheOldRowsReconcilesThem() async throws {
+        try await withCluster(
+            2, environment: ["PRESENCE_HEARTBEAT_SECONDS": "1", "PRESENCE_EXPIRY_SECONDS": "300", "DB_LOCK_TIMEOUT_MS": "500"]
+        ) { cluster in
+            let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))
+            let room = try await cluster.makeGroup(alice, with: [bob])
+            let watcher = try await cluster.socket(cluster.b, room: room, as: bob)
+            try await watcher.ready()
+            let doomed = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await doomed.ready()
+            #expect(try await watcher.next(type: "user_status", about: alice.id).string("status") == "online")
+            await cluster.a.kill()
+            doomed.abort()
+            let failure = "presence unregister failed"
+            let failuresBefore = cluster.a.logTail(lines: 100_000).components(separatedBy: failure).count
+            try await cluster.database.withTransaction { connection in
+                try await Self.holdPresenceLock(of: alice, on: connection)
+                try await cluster.a.start()
+                // Held until the new process has tried, and failed, to clear the old rows.
+                let deadline = ContinuousClock.now + .seconds(30)
+                while cluster.a.logTail(lines: 100_000).components(separatedBy: failure).count == failuresBefore {
+                    guard ContinuousClock.now < deadline else {
+                        Issue.record("the restarted server never tried to clear its rows")
+                        return
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            #expect(try await watcher.next(type: "user_status", about: alice.id, timeout: .seconds(30)).string("status") == "offline")
+            #expect(try await isOnline(alice, in: room, asked: bob, via: cluster.b, cluster) == false)
+            try await watcher.close()
+        }
+    }
+
+    /// (c) A presence write that fails (here: alice's presence lock is held past
+    /// DB_LOCK_TIMEOUT_MS) is made good, and announced, at a following heartbeat.
     @Test func aFailedPresenceWriteIsReconciled() async throws {
         try await withCluster(
             1, environment: ["PRESENCE_HEARTBEAT_SECONDS": "1", "PRESENCE_EXPIRY_SECONDS": "20", "DB_LOCK_TIMEOUT_MS": "500"]
@@ -67,9 +111,9 @@ import Testing
             let room = try await cluster.makeGroup(alice, with: [bob])
             let watcher = try await cluster.socket(cluster.a, room: room, as: bob)
             try await watcher.ready()
-            // Hold the presence table while alice's socket opens: her presence write fails.
+            // Hold alice's presence lock while her socket opens: her presence write fails.
             let opened = try await cluster.database.withTransaction { connection in
-                try await connection.execute("LOCK TABLE presence_sessions IN ACCESS EXCLUSIVE MODE")
+                try await Self.holdPresenceLock(of: alice, on: connection)
                 let socket = try await cluster.socket(cluster.a, room: room, as: alice)
                 try await socket.ready()
                 try await Task.sleep(for: .seconds(2))

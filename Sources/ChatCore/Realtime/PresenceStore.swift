@@ -5,8 +5,9 @@ import Postgres
 ///
 /// An instance registers itself, refreshes `heartbeat_at` every few seconds, and records
 /// a row per (user, room) it holds at least one socket for (room 0: the user stream). A
-/// row counts only while its instance's heartbeat is younger than `expiry`; any instance
-/// reaps the rows of instances that stopped beating and announces who went offline.
+/// row counts only while its instance's heartbeat is younger than that instance's `expiry`
+/// (written with the heartbeat, `sql/0013`); any instance reaps the rows of instances that
+/// stopped beating and announces who went offline.
 /// Transitions of one user are serialised across instances with a transaction-scoped
 /// advisory lock, so "first socket opened" / "last socket closed" is decided once.
 public struct PresenceStore: Sendable {
@@ -38,9 +39,9 @@ public struct PresenceStore: Sendable {
         expiry.inSeconds
     }
 
-    /// The instance `i` still heartbeats: its sessions count.
+    /// The instance `i` still heartbeats (by its own expiry): its sessions count.
     private var liveInstance: PostgresQuery {
-        "i.heartbeat_at > now() - make_interval(secs => \(expirySeconds))"
+        "i.heartbeat_at + i.expires_after > now()"
     }
 
     /// Registers this instance, or refreshes its heartbeat. Returns false when the row was
@@ -49,10 +50,16 @@ public struct PresenceStore: Sendable {
     @discardableResult
     public func heartbeat() async throws -> Bool {
         let updated = try await db.primary.execute(
-            "UPDATE chat_instances SET heartbeat_at = now() WHERE instance_id = \(instanceID)")
+            """
+            UPDATE chat_instances SET heartbeat_at = now(), expires_after = make_interval(secs => \(expirySeconds))
+            WHERE instance_id = \(instanceID)
+            """)
         if updated == 1 { return true }
         try await db.primary.execute(
-            "INSERT INTO chat_instances (instance_id) VALUES (\(instanceID)) ON CONFLICT DO NOTHING")
+            """
+            INSERT INTO chat_instances (instance_id, expires_after)
+            VALUES (\(instanceID), make_interval(secs => \(expirySeconds))) ON CONFLICT DO NOTHING
+            """)
         return false
     }
 
@@ -128,7 +135,7 @@ public struct PresenceStore: Sendable {
             let dead = try await connection.query(
                 """
                 SELECT instance_id, heartbeat_at FROM chat_instances
-                WHERE heartbeat_at <= now() - make_interval(secs => \(expirySeconds))
+                WHERE heartbeat_at + expires_after <= now()
                 ORDER BY instance_id FOR UPDATE SKIP LOCKED
                 """
             ).map { try $0.decode((String, Date).self) }

@@ -118,6 +118,9 @@ final class PresenceTracker: Service {
                 announce(Key(userID: gone.userID, roomID: gone.roomID), userName: gone.userName, online: false)
             }
         } catch {
+            // At start, the previous process's rows are still there: the next heartbeat
+            // reconciles them (announcing who went offline with it) instead.
+            diverged.withLockedValue { $0 = true }
             logger.warning("presence unregister failed", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
@@ -163,7 +166,7 @@ final class PresenceTracker: Service {
 
     private func announce(_ key: Key, userName: String, online: Bool) {
         guard key.roomID != 0 else { return }
-        notifier.send(ChangeNotice(.status, roomID: key.roomID, userID: key.userID, userName: userName, flag: online))
+        notifier.send(.live(roomID: key.roomID, .presence(userID: key.userID, userName: userName, online: online)))
     }
 
     private func beat() async {
