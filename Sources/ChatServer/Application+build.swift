@@ -62,8 +62,9 @@ public func buildApplication(
     let notifier = ChangeNotifier(
         postgres: postgres, batchWindow: realtime.notifyBatchWindow, metrics: serverMetrics,
         logger: logger)
+    let listener = PostgresListener(client: delivery, channels: [ChangeNotice.channel], logger: logger)
     let hub = RealtimeHub(
-        postgres: delivery, sockets: sockets, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
+        postgres: delivery, listenerEvents: listener.events, sockets: sockets, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
         settings: .init(pollInterval: realtime.pollInterval, catchUpBatch: realtime.catchUpBatch), metrics: serverMetrics,
         logger: logger)
     let presenceStore = PresenceStore(
@@ -97,10 +98,10 @@ public func buildApplication(
         cors: configuration.http.cors, metrics: serverMetrics
     ).addRoutes(to: webSocketRouter, registry: registry)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
-    // leaves, the hub stops listening, the writer stores what is queued, the notifier
-    // flushes, and the pool closes last.
+    // leaves, the hub stops, then its listener, the writer stores what is queued, the
+    // notifier flushes, and the pool closes last.
     var services: [any Service] = [
-        postgres, delivery, notifier, writer, hub, presence, hasher,
+        postgres, delivery, notifier, writer, listener, hub, presence, hasher,
         WebSocketKeepAlive(sockets: sockets, interval: realtime.pingInterval),
     ]
     if let replicas { services.insert(replicas, at: 1) }

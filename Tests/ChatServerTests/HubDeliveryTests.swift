@@ -67,25 +67,25 @@ import Testing
         return Socket(session: session, channel: channel)
     }
 
-    func frame(_ text: String, _ seq: Int64?) -> RealtimeHub.Outgoing {
+    func frame(_ text: String, _ seq: Int64?) -> RoomRegistry.Outgoing {
         .init(frame: WireFrame(text: text), seq: seq)
     }
 
-    func deliver(_ items: [RealtimeHub.Outgoing], to subscription: inout RealtimeHub.Subscription) {
+    func deliver(_ items: [RoomRegistry.Outgoing], to subscription: inout RoomRegistry.Subscription) {
         var batch = OutboundBatch()
-        for item in items { RealtimeHub.deliver(item, to: &subscription, batch: &batch) }
+        for item in items { RoomRegistry.deliver(item, to: &subscription, batch: &batch) }
         batch.submit()
     }
 
     @Test func heldBackFramesGoOutAfterCatchUpInOrderWithoutDuplicates() async throws {
         let socket = try await makeSocket()
-        var subscription = RealtimeHub.Subscription(session: socket.session, cursor: 10, heldBack: [])
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 10, heldBack: [])
         // Live frames that arrive while the socket catches up are held back...
         deliver([frame("m11", 11), frame("typing", nil), frame("m12", 12), frame("m13", 13)], to: &subscription)
         #expect(subscription.heldBack?.count == 4)
         // ... the history went up to 12, so 11 and 12 were already sent by the catch-up.
         var batch = OutboundBatch()
-        RealtimeHub.goLive(&subscription, after: 12, batch: &batch)
+        RoomRegistry.goLive(&subscription, after: 12, batch: &batch)
         batch.submit()
         #expect(subscription.heldBack == nil && subscription.cursor == 13)
         deliver([frame("m13", 13), frame("m14", 14)], to: &subscription)  // 13 seen already
@@ -141,7 +141,7 @@ import Testing
     @Test func aBacklogWaitsForTheClientAndGoesOutInOrder() async throws {
         let socket = try await makeSocket(frames: 16)
         try await socket.setWritable(false)
-        var subscription = RealtimeHub.Subscription(session: socket.session, cursor: 0, heldBack: nil)
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: nil)
         deliver((1...10).map { frame("m\($0)", Int64($0)) }, to: &subscription)
         await socket.settle()
         // NIO's own buffer is full: every frame waits, in order.
@@ -154,7 +154,7 @@ import Testing
     @Test func aBacklogPastTheBoundClosesWith4408() async throws {
         let socket = try await makeSocket(frames: 16)
         try await socket.setWritable(false)
-        var subscription = RealtimeHub.Subscription(session: socket.session, cursor: 0, heldBack: nil)
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: nil)
         deliver((1...18).map { frame("m\($0)", Int64($0)) }, to: &subscription)
         #expect(await socket.session.closeRequested() == .tooSlow)
         // What waited is dropped: nothing is written once the client reads again.
@@ -162,10 +162,35 @@ import Testing
         #expect(try await socket.writtenFrames().isEmpty)
     }
 
+    /// The reader of a socket ends when its input is closed, and asks for a normal close
+    /// (1000) then: by the time the outbox closes the input for a backlog past the bound, the
+    /// session must already hold its 4408 request, or the reader's could come first.
+    @Test func the4408RequestComesBeforeTheInputCloses() async throws {
+        final class Probe: ChannelInboundHandler, @unchecked Sendable {
+            typealias InboundIn = ByteBuffer
+            let session: SocketSession
+            var closingWhenInputClosed: Bool?
+            init(session: SocketSession) { self.session = session }
+            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+                if case ChannelEvent.inputClosed? = event as? ChannelEvent { closingWhenInputClosed = session.isClosing }
+                context.fireUserInboundEventTriggered(event)
+            }
+        }
+        let socket = try await makeSocket(frames: 4)
+        let probe = Probe(session: socket.session)
+        try await socket.channel.pipeline.addHandler(probe)
+        try await socket.setWritable(false)
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: nil)
+        deliver((1...6).map { frame("m\($0)", Int64($0)) }, to: &subscription)
+        #expect(await socket.session.closeRequested() == .tooSlow)
+        await socket.settle()
+        #expect(probe.closingWhenInputClosed == true)
+    }
+
     @Test func aBacklogPastTheByteBoundClosesWith4408() async throws {
         let socket = try await makeSocket(frames: 1000, bytes: 1000)
         try await socket.setWritable(false)
-        var subscription = RealtimeHub.Subscription(session: socket.session, cursor: 0, heldBack: nil)
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: nil)
         let big = String(repeating: "x", count: 300)
         deliver((1...6).map { frame(big + "\($0)", Int64($0)) }, to: &subscription)
         #expect(await socket.session.closeRequested() == .tooSlow)
@@ -173,7 +198,7 @@ import Testing
 
     @Test func aCatchUpThatFallsTooFarBehindClosesWith4408() async throws {
         let socket = try await makeSocket(frames: 16)
-        var subscription = RealtimeHub.Subscription(session: socket.session, cursor: 0, heldBack: [])
+        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: [])
         deliver((1...17).map { frame("m\($0)", Int64($0)) }, to: &subscription)
         #expect(await socket.session.closeRequested() == .tooSlow)
     }

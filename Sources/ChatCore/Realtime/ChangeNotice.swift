@@ -2,124 +2,88 @@ import Foundation
 import Postgres
 
 /// A hint that something changed, sent between instances over PostgreSQL NOTIFY (channel
-/// `ChangeNotice.channel`, payload: a JSON array of notices). Receivers read the facts from
-/// the tables; a notice only carries what is not stored (typing, presence transitions) or
-/// what saves a query (names). The triggers of `sql/0004_realtime.sql` write the same shape.
-public struct ChangeNotice: Sendable, Equatable, Codable {
+/// `ChangeNotice.channel`, payload: a JSON array of notices). What a room's change sequence
+/// holds (messages, edits, deletes, read marks, joins, leaves) is read from the tables; a
+/// notice of it only says which room to read. A notice carries facts only where they are not
+/// stored (typing, presence) or tell a receiver who else must hear (a join, a new room).
+public enum ChangeNotice: Sendable, Hashable {
     public static let channel = "chat_events"
     /// PostgreSQL rejects payloads of 8000 bytes or more; batches stay below this.
     public static let maxPayloadBytes = 7900
 
-    public enum Kind: String, Sendable, Codable {
-        /// Room `r` has new messages.
-        case message = "msg"
-        /// Message `m` of room `r` was edited / deleted.
-        case updated = "upd"
-        case deleted = "del"
-        /// User `u` read room `r` up to message `m` at `at`; `rr`: read receipts on; `c`: unread count.
-        case read
-        /// User `u` joined / left room `r`.
-        case joined = "join"
-        case left = "leave"
-        /// Room `r` was created.
-        case roomCreated = "room"
-        /// Room `r`'s name or description changed (announced by a trigger, `sql/0008`).
-        case roomUpdated = "room_upd"
-        /// User `u` was deactivated (a trigger, `sql/0008`; `r` is 0): their sockets close.
-        case userDeactivated = "user_off"
-        /// User `u` is typing (`v`) in room `r`.
-        case typing
-        /// User `u` came online / went offline (`v`) on room `r`.
-        case status
+    /// Room `roomID`'s change sequence has new entries: read them from its cursor.
+    case roomChanged(roomID: Int64)
+    /// `userID` joined `roomID`: a change of the room, and the room enters the user's list.
+    case joined(roomID: Int64, userID: Int64)
+    /// A new room: it enters its participants' lists.
+    case roomCreated(roomID: Int64)
+    /// The user was deactivated (by psql, `sql/0008`): their sockets close.
+    case userDeactivated(userID: Int64)
+    /// Not in the room's change sequence: the notice is the event.
+    case live(roomID: Int64, LiveEvent)
+
+    public enum LiveEvent: Sendable, Hashable {
+        case typing(userID: Int64, userName: String, isTyping: Bool)
+        case presence(userID: Int64, userName: String, online: Bool)
+        /// The room's name or description changed (a trigger, `sql/0008`).
+        case roomUpdated
     }
 
-    /// Typing, presence and room updates are not in the room's change sequence: the notice
-    /// is the event. Every other room notice is a wake-up ("read the changes of room `r`").
-    public var isLiveOnly: Bool {
-        switch kind {
-        case .typing, .status, .roomUpdated: true
-        default: false
+    /// The room the notice is about (nil for a user's deactivation).
+    public var roomID: Int64? {
+        switch self {
+        case .roomChanged(let roomID), .joined(let roomID, _), .roomCreated(let roomID), .live(let roomID, _): roomID
+        case .userDeactivated: nil
         }
     }
 
-    public var kind: Kind
-    public var roomID: Int64
-    public var messageID: Int64?
-    public var userID: Int64?
-    public var userName: String?
-    public var flag: Bool?
-    public var at: Date?
-    public var count: Int?
-    public var receipts: Bool?
-
-    enum CodingKeys: String, CodingKey {
-        case kind = "k", roomID = "r", messageID = "m", userID = "u", userName = "n", flag = "v", at, count = "c"
-        case receipts = "rr"
+    /// Whether a second copy of the notice says nothing the first did not: true for every
+    /// notice that asks the receiver to read something (it reads the latest state); false for
+    /// typing and presence, whose states alternate.
+    public var isIdempotent: Bool {
+        switch self {
+        case .live(_, .typing), .live(_, .presence): false
+        default: true
+        }
     }
 
-    public init(
-        _ kind: Kind, roomID: Int64, messageID: Int64? = nil, userID: Int64? = nil, userName: String? = nil,
-        flag: Bool? = nil, at: Date? = nil, count: Int? = nil, receipts: Bool? = nil
-    ) {
-        self.kind = kind
-        self.roomID = roomID
-        self.messageID = messageID
-        self.userID = userID
-        self.userName = userName
-        self.flag = flag
-        self.at = at
-        self.count = count
-        self.receipts = receipts
-    }
-
-    /// The notices that announce a committed change.
+    /// The notice that announces a committed change.
     public init(_ event: ChatEvent) {
         switch event {
         case .roomCreated(let roomID, _):
-            self.init(.roomCreated, roomID: roomID)
-        case .messageCreated(let message):
-            self.init(.message, roomID: message.roomID)
-        case .messageUpdated(let message):
-            self.init(.updated, roomID: message.roomID, messageID: message.id)
-        case .messageDeleted(let message):
-            self.init(.deleted, roomID: message.roomID, messageID: message.id)
+            self = .roomCreated(roomID: roomID)
+        case .messageCreated(let message), .messageUpdated(let message), .messageDeleted(let message):
+            self = .roomChanged(roomID: message.roomID)
         case .messageRead(let state):
-            self.init(
-                .read, roomID: state.roomID, messageID: state.lastReadMessageID, userID: state.userID,
-                userName: state.userName, at: state.lastReadAt, count: state.unreadCount,
-                receipts: state.readReceiptsEnabled)
-        case .participantJoined(let roomID, let userID, let userName):
-            self.init(.joined, roomID: roomID, userID: userID, userName: userName)
-        case .participantLeft(let roomID, let userID, let userName):
-            self.init(.left, roomID: roomID, userID: userID, userName: userName)
+            self = .roomChanged(roomID: state.roomID)
+        case .participantJoined(let roomID, let userID, _):
+            self = .joined(roomID: roomID, userID: userID)
+        case .participantLeft(let roomID, _, _):
+            self = .roomChanged(roomID: roomID)
         }
     }
 
     /// Packs notices into as few payloads as possible, each under `maxPayloadBytes`, in order.
-    /// Repeated `message` wake-ups of one room within a payload are sent once. A notice that
-    /// alone is too large (a user name cannot make it so today) is dropped. `end` is the index
-    /// of the first notice after each payload, so a sender that fails part-way knows which
-    /// notices are still unsent.
+    /// An idempotent notice repeated within a payload is sent once (the read its first copy
+    /// causes happens after the payload arrived, so it sees what the second announced). A notice that alone is too large (a user name
+    /// cannot make it so today) is dropped. `end` is the index of the first notice after each
+    /// payload, so a sender that fails part-way knows which notices are still unsent.
     public static func batches(_ notices: [ChangeNotice]) -> [(payload: String, end: Int)] {
         let encoder = JSONEncoder()
-        encoder.dateEncodingStrategy = .custom { date, encoder in
-            var container = encoder.singleValueContainer()
-            try container.encode(PostgresTimestamp.format(date))
-        }
         var batches: [(payload: String, end: Int)] = []
         var current: [String] = []
         var currentBytes = 2
-        var wokenRooms: Set<Int64> = []
+        var inPayload: Set<ChangeNotice> = []
         for (index, notice) in notices.enumerated() {
-            if notice.kind == .message, wokenRooms.contains(notice.roomID) { continue }
-            guard let data = try? encoder.encode(notice), data.count + 2 < maxPayloadBytes else { continue }
+            if notice.isIdempotent, inPayload.contains(notice) { continue }
+            guard let data = try? encoder.encode(Wire(notice)), data.count + 2 < maxPayloadBytes else { continue }
             if currentBytes + data.count + 1 > maxPayloadBytes {
                 batches.append(("[" + current.joined(separator: ",") + "]", index))
                 current = []
                 currentBytes = 2
-                wokenRooms = []
+                inPayload = []
             }
-            if notice.kind == .message { wokenRooms.insert(notice.roomID) }
+            inPayload.insert(notice)
             current.append(String(decoding: data, as: UTF8.self))
             currentBytes += data.count + 1
         }
@@ -127,28 +91,61 @@ public struct ChangeNotice: Sendable, Equatable, Codable {
         return batches
     }
 
-    /// Reads a payload written by `batches` or by the SQL triggers. Throws only when
-    /// the payload is not a JSON array.
+    /// Reads a payload written by `batches` or by the SQL triggers. Throws only when the
+    /// payload is not a JSON array; an element this version cannot read (a kind sent by a
+    /// newer instance during a rolling upgrade) is skipped, not the whole batch.
     public static func decodeBatch(_ payload: String) throws -> [ChangeNotice] {
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .custom { decoder in
-            let container = try decoder.singleValueContainer()
-            let text = try container.decode(String.self)
-            guard let date = PostgresTimestamp.parse(text) else {
-                throw DecodingError.dataCorruptedError(in: container, debugDescription: "bad timestamp \(text)")
-            }
-            return date
-        }
-        return try decoder.decode([Lenient].self, from: Data(payload.utf8)).compactMap(\.notice)
+        try JSONDecoder().decode([Lenient].self, from: Data(payload.utf8)).compactMap { $0.wire?.notice }
     }
 
-    /// One element of a batch: a notice of a kind this version does not know (sent by a
-    /// newer instance during a rolling upgrade) is skipped, not the whole batch.
     private struct Lenient: Decodable {
-        var notice: ChangeNotice?
+        var wire: Wire?
 
         init(from decoder: any Decoder) throws {
-            notice = try? ChangeNotice(from: decoder)
+            wire = try? Wire(from: decoder)
+        }
+    }
+
+    /// The JSON shape on the channel, shared with the triggers of `sql/0004`, `0006`, `0008`
+    /// and `0009`: `{"k": kind, "r": room_id, "u": user_id, "n": user_name, "v": flag}`. The
+    /// kinds `upd`, `del`, `read` and `leave` (written by older versions and by the triggers)
+    /// are wake-ups like `msg`.
+    private struct Wire: Codable {
+        var k: String
+        var r: Int64
+        var u: Int64?
+        var n: String?
+        var v: Bool?
+
+        init(_ notice: ChangeNotice) {
+            switch notice {
+            case .roomChanged(let roomID): self.init(k: "msg", r: roomID)
+            case .joined(let roomID, let userID): self.init(k: "join", r: roomID, u: userID)
+            case .roomCreated(let roomID): self.init(k: "room", r: roomID)
+            case .userDeactivated(let userID): self.init(k: "user_off", r: 0, u: userID)
+            case .live(let roomID, .typing(let userID, let userName, let isTyping)):
+                self.init(k: "typing", r: roomID, u: userID, n: userName, v: isTyping)
+            case .live(let roomID, .presence(let userID, let userName, let online)):
+                self.init(k: "status", r: roomID, u: userID, n: userName, v: online)
+            case .live(let roomID, .roomUpdated): self.init(k: "room_upd", r: roomID)
+            }
+        }
+
+        init(k: String, r: Int64, u: Int64? = nil, n: String? = nil, v: Bool? = nil) {
+            (self.k, self.r, self.u, self.n, self.v) = (k, r, u, n, v)
+        }
+
+        var notice: ChangeNotice? {
+            switch k {
+            case "msg", "upd", "del", "read", "leave": return .roomChanged(roomID: r)
+            case "join": return u.map { .joined(roomID: r, userID: $0) }
+            case "room": return .roomCreated(roomID: r)
+            case "user_off": return u.map { .userDeactivated(userID: $0) }
+            case "typing": return u.map { .live(roomID: r, .typing(userID: $0, userName: n ?? "", isTyping: v ?? false)) }
+            case "status": return u.map { .live(roomID: r, .presence(userID: $0, userName: n ?? "", online: v ?? false)) }
+            case "room_upd": return .live(roomID: r, .roomUpdated)
+            default: return nil
+            }
         }
     }
 }

@@ -78,3 +78,30 @@ struct ChangeFrame {
         }
     }
 }
+
+/// The frame a live notice (typing, presence) becomes in its room, and whose it is: every
+/// room socket of the room receives it but that user's own.
+struct LiveFrame {
+    var wire: WireFrame
+    var userID: Int64
+
+    /// Nil for a room update, which each participant's user streams receive as that
+    /// participant sees the room (`RoomPump`).
+    init?(_ event: ChangeNotice.LiveEvent, roomID: Int64) {
+        switch event {
+        case .typing(let userID, let userName, let isTyping):
+            self.userID = userID
+            wire = WireFrame(
+                text: ServerFrame.encode(
+                    ServerFrame.Typing(roomId: roomID, userId: userID, userName: userName, isTyping: isTyping)))
+        case .presence(let userID, let userName, let online):
+            self.userID = userID
+            wire = WireFrame(
+                text: ServerFrame.encode(
+                    ServerFrame.UserStatus(
+                        roomId: roomID, userId: userID, userName: userName, status: online ? "online" : "offline")))
+        case .roomUpdated:
+            return nil
+        }
+    }
+}

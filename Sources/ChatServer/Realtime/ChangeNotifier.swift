@@ -82,34 +82,35 @@ final class ChangeNotifier: ChatEventSink, Service {
     static let maxPending = 10_000
 
     /// Shrinks a queue that passed `maxPending` (the database is unreachable, or a flood of
-    /// typing) without losing an event that matters: a read mark, presence change or typing
-    /// state superseded by a later one of the same user in the same room is dropped (the
-    /// later one says it all); then, if still too long, the remaining typing notices, which
-    /// are live-only. Edits, deletes, membership and room notices are never dropped. Returns
-    /// how many notices were dropped; the order of the rest is kept.
+    /// typing) without losing an event that matters: a copy of an idempotent notice (a
+    /// wake-up: whoever reads after the last copy reads what every copy announced), and a
+    /// presence or typing state superseded by a later one of the same user in the same room,
+    /// are dropped; then, if still too long, the remaining typing notices, which are
+    /// live-only. Returns how many notices were dropped; the order of the rest is kept.
     static func coalesce(_ pending: inout [ChangeNotice]) -> Int {
         let before = pending.count
-        struct Key: Hashable {
-            var kind: ChangeNotice.Kind
-            var roomID: Int64
-            var userID: Int64?
+        enum Key: Hashable {
+            case notice(ChangeNotice)
+            case typing(roomID: Int64, userID: Int64)
+            case presence(roomID: Int64, userID: Int64)
         }
         var seen = Set<Key>()
         var kept: [ChangeNotice] = []
         kept.reserveCapacity(pending.count)
         for notice in pending.reversed() {
-            switch notice.kind {
-            case .read, .status, .typing:
-                guard seen.insert(Key(kind: notice.kind, roomID: notice.roomID, userID: notice.userID)).inserted else {
-                    continue
+            let key: Key =
+                switch notice {
+                case .live(let roomID, .typing(let userID, _, _)): .typing(roomID: roomID, userID: userID)
+                case .live(let roomID, .presence(let userID, _, _)): .presence(roomID: roomID, userID: userID)
+                default: .notice(notice)
                 }
-            default:
-                break
-            }
+            guard seen.insert(key).inserted else { continue }
             kept.append(notice)
         }
         kept.reverse()
-        if kept.count > maxPending { kept.removeAll { $0.kind == .typing } }
+        if kept.count > maxPending {
+            kept.removeAll { if case .live(_, .typing) = $0 { true } else { false } }
+        }
         pending = kept
         return before - kept.count
     }
@@ -117,7 +118,7 @@ final class ChangeNotifier: ChatEventSink, Service {
     private func record(dropped: Int) {
         metrics.droppedNotices.increment(by: Int64(dropped))
         logger.warning(
-            "change notifications coalesced: superseded reads, presence or typing dropped",
+            "change notifications coalesced: repeated wake-ups and superseded presence or typing dropped",
             metadata: ["chat.dropped": "\(dropped)"])
     }
 

@@ -288,8 +288,7 @@ struct WebSocketController {
         hub.unsubscribe(session)
         if input.isTyping {
             notifier.send(
-                ChangeNotice(
-                    .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: false))
+                .live(roomID: roomID, .typing(userID: session.user.id, userName: session.user.name, isTyping: false)))
         }
         presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: roomID)
         return request
@@ -412,8 +411,7 @@ struct WebSocketController {
                 }
                 input.isTyping = isTyping
                 notifier.send(
-                    ChangeNotice(
-                        .typing, roomID: roomID, userID: session.user.id, userName: session.user.name, flag: isTyping))
+                    .live(roomID: roomID, .typing(userID: session.user.id, userName: session.user.name, isTyping: isTyping)))
             case "read":
                 _ = try await messages.markRead(roomID: roomID, userID: session.user.id, upTo: frame.messageId)
             default:
