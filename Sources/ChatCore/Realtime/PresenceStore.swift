@@ -39,9 +39,10 @@ public struct PresenceStore: Sendable {
         expiry.inSeconds
     }
 
-    /// The instance `i` still heartbeats (by its own expiry): its sessions count.
+    /// The instance `i` still heartbeats (by its own expiry; one of an older version, which
+    /// writes none, by this instance's): its sessions count.
     private var liveInstance: PostgresQuery {
-        "i.heartbeat_at + i.expires_after > now()"
+        "i.heartbeat_at + coalesce(i.expires_after, make_interval(secs => \(expirySeconds))) > now()"
     }
 
     /// Registers this instance, or refreshes its heartbeat. Returns false when the row was
@@ -135,7 +136,7 @@ public struct PresenceStore: Sendable {
             let dead = try await connection.query(
                 """
                 SELECT instance_id, heartbeat_at FROM chat_instances
-                WHERE heartbeat_at + expires_after <= now()
+                WHERE heartbeat_at + coalesce(expires_after, make_interval(secs => \(expirySeconds))) <= now()
                 ORDER BY instance_id FOR UPDATE SKIP LOCKED
                 """
             ).map { try $0.decode((String, Date).self) }

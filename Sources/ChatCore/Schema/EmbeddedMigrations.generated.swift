@@ -1089,9 +1089,11 @@ INSERT INTO schema_migrations (version) VALUES ('0012') ON CONFLICT DO NOTHING;
 -- (PRESENCE_EXPIRY_SECONDS). Each instance used to judge every other by its own setting, so
 -- an instance configured with a shorter expiry (a configuration being rolled out, a test)
 -- reaped healthy instances that beat less often. Now each instance writes its expiry with
--- its heartbeat, and every reader (the servers, the views below) judges it by that.
+-- its heartbeat, and every reader (the servers, the views below) judges it by that. An
+-- instance of an older version (during a rolling upgrade) leaves it NULL, and is judged as
+-- before: by the reader's own expiry (the views: the default, 20 s).
 
-ALTER TABLE chat_instances ADD COLUMN expires_after interval NOT NULL DEFAULT interval '20 seconds';
+ALTER TABLE chat_instances ADD COLUMN expires_after interval;
 
 -- As in 0011, with each instance judged by its own expiry.
 CREATE OR REPLACE VIEW chat_admin_users AS
@@ -1100,7 +1102,7 @@ SELECT u.user_id, u.user_name, u.is_active,
        (SELECT count(*) FROM room_participants p WHERE p.user_id = u.user_id AND p.is_active) AS rooms,
        EXISTS (
            SELECT 1 FROM presence_sessions s JOIN chat_instances i USING (instance_id)
-           WHERE s.user_id = u.user_id AND i.heartbeat_at + i.expires_after > now()
+           WHERE s.user_id = u.user_id AND i.heartbeat_at + coalesce(i.expires_after, interval '20 seconds') > now()
        ) AS is_online,
        u.last_seen_at, u.created_at
 FROM users u;
@@ -1112,7 +1114,7 @@ SELECT i.instance_id, i.started_at, i.heartbeat_at,
        s.user_id, u.user_name,
        NULLIF(s.room_id, 0) AS room_id,          -- NULL: the user's room-list stream
        s.room_id = 0 AS is_user_stream,
-       i.heartbeat_at + i.expires_after > now() AS is_live
+       i.heartbeat_at + coalesce(i.expires_after, interval '20 seconds') > now() AS is_live
 FROM chat_instances i
 LEFT JOIN presence_sessions s USING (instance_id)
 LEFT JOIN users u USING (user_id);
