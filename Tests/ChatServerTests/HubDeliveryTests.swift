@@ -58,10 +58,10 @@ import Testing
         func settle() async { await channel.testingEventLoop.run() }
     }
 
-    func makeSocket(frames: Int = 100, bytes: Int = 1 << 20) async throws -> Socket {
+    func makeSocket(frames: Int = 100, bytes: Int = 1 << 20, kind: SocketSession.Kind = .room(1)) async throws -> Socket {
         let channel = NIOAsyncTestingChannel()
         let session = SocketSession(
-            user: User(id: 1, name: "a", isActive: true, createdAt: Date()), kind: .room(1),
+            user: User(id: 1, name: "a", isActive: true, createdAt: Date()), kind: kind,
             limits: .init(frames: frames, bytes: bytes), eventLoop: channel.eventLoop)
         try await session.install(on: channel)
         return Socket(session: session, channel: channel)
@@ -160,6 +160,52 @@ import Testing
         // What waited is dropped: nothing is written once the client reads again.
         try await socket.setWritable(true)
         #expect(try await socket.writtenFrames().isEmpty)
+    }
+
+    /// A user stream joining a room holds its frames back until it knows the room's state: a
+    /// leave of its user delivered meanwhile ends the stream's view of the room only if it is
+    /// newer than the point where the user is known to be a member again (else it ended an
+    /// earlier membership); once live, a leave counts at once. A second registration keeps
+    /// the first one's subscription.
+    @Test func aLeaveWhileAUserStreamJoinsIsDecidedWhenItGoesLive() async throws {
+        let stream = try await makeSocket(kind: .userStream)
+        let registry = RoomRegistry()
+        let leave = { (seq: Int64) -> (change: RoomChange, frames: [ChangeFrame]) in
+            (RoomChange(roomID: 1, seq: seq, event: .participantLeft(userID: 1, userName: "a")), [])
+        }
+        let joined = try await registry.register(stream.session, roomIDs: [1], holdBack: true) { _ in [1: 10] }
+        #expect(joined.joinedAt == [1: 10])
+        #expect(try await registry.register(stream.session, roomIDs: [1], holdBack: false) { _ in [:] }.joinedAt.isEmpty)
+        _ = registry.deliver([leave(11)], roomID: 1, generation: 1)  // before the rejoin, say
+        #expect(registry.isSubscribed(stream.session, to: 1))
+        registry.goLive(stream.session, roomID: 1, after: 10, memberThrough: 12)
+        #expect(registry.isSubscribed(stream.session, to: 1))
+        _ = registry.deliver([leave(13)], roomID: 1, generation: 1)  // a real leave, live
+        #expect(!registry.isSubscribed(stream.session, to: 1))
+        await stream.settle()
+        #expect(try await stream.writtenFrames().map { $0.contains("room_removed") } == [true])
+
+        // A leave newer than what the summary knew is a real one: no going live.
+        let other = try await makeSocket(kind: .userStream)
+        _ = try await registry.register(other.session, roomIDs: [2], holdBack: true) { _ in [2: 5] }
+        _ = registry.deliver(
+            [(RoomChange(roomID: 2, seq: 7, event: .participantLeft(userID: 1, userName: "a")), [])], roomID: 2,
+            generation: 2)
+        registry.goLive(other.session, roomID: 2, after: 5, memberThrough: 6)
+        #expect(!registry.isSubscribed(other.session, to: 2))
+    }
+
+    /// A socket closed by a batch (a removal) first gets the batch's frames: the changes
+    /// before the removal.
+    @Test func aBatchClosesASocketAfterItsFrames() async throws {
+        let socket = try await makeSocket()
+        var batch = OutboundBatch()
+        batch.add(WireFrame(text: "before"), to: socket.session.outbox)
+        batch.close(socket.session, with: .removed)
+        batch.submit()
+        await socket.settle()
+        #expect(try await socket.writtenFrames() == ["before"])
+        #expect(await socket.session.closeRequested() == .removed)
     }
 
     /// The reader of a socket ends when its input is closed, and asks for a normal close

@@ -29,6 +29,7 @@ import Testing
             "SELECT instance_id FROM chat_instances WHERE instance_id LIKE \("%-\(tag)") ORDER BY instance_id"
         ).map { try $0.decode(String.self) }
         #expect(left == ["patient-\(tag)", "reaper-\(tag)"])
+
         try await postgres.execute("DELETE FROM chat_instances WHERE instance_id LIKE \("%-\(tag)")")
     }
 }

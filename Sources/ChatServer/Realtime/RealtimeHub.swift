@@ -89,7 +89,8 @@ final class RealtimeHub: Service {
                 }
             }
             group.addTask {
-                // Ends when the listener stops (it is a service too, and stops after the hub).
+                // Ends when the group is cancelled at shutdown (the listener, a service of its
+                // own, stops after the hub).
                 var listens = 0
                 for await event in self.listenerEvents {
                     switch event {
@@ -258,6 +259,39 @@ final class RealtimeHub: Service {
         }
     }
 
+    /// The user's streams here that do not follow the room yet subscribe to it, then get
+    /// `room_created`. Subscribed first, live frames held back, then the room's head and
+    /// summary read: every change after the subscription's start reaches the stream after
+    /// `room_created`, and every change before it is in the summary (a message sent right
+    /// after the room was created is not lost between the two). A leave delivered meanwhile
+    /// cuts the stream off only if it is newer than the head read before the summary that
+    /// shows the user in the room (else it ended an earlier membership). If anything fails,
+    /// the streams leave the room again rather than stay held back.
+    private func join(_ user: Int64, to roomID: Int64) async throws {
+        var joined: [(session: SocketSession, cursor: Int64)] = []
+        do {
+            for session in registry.userStreams(of: user) where !registry.isSubscribed(session, to: roomID) {
+                if let cursor = try await register(session, roomIDs: [roomID], holdBack: true)[roomID] {
+                    joined.append((session, cursor))
+                }
+            }
+            guard !joined.isEmpty else { return }
+            let head = try await store.lastSeqs(roomIDs: [roomID])[roomID] ?? 0
+            guard let summary = try await store.summary(roomID: roomID, userID: user) else {
+                for (session, _) in joined { registry.unsubscribe(session, from: roomID) }
+                return
+            }
+            let frame = ServerFrame.roomCreated(summary)
+            for (session, cursor) in joined {
+                session.send(frame)
+                registry.goLive(session, roomID: roomID, after: cursor, memberThrough: head)
+            }
+        } catch {
+            for (session, _) in joined { registry.unsubscribe(session, from: roomID) }
+            throw error
+        }
+    }
+
     /// A room entered the list of `userID` (or of every participant, for a new room): their
     /// user streams on this instance subscribe to it and receive `room_created`.
     private func roomAppeared(_ roomID: Int64, for userID: Int64?) async {
@@ -267,25 +301,7 @@ final class RealtimeHub: Service {
             let users: [Int64]
             if let userID { users = [userID] } else { users = try await store.participantIDs(roomID: roomID) }
             for user in users where candidates.contains(user) {
-                // Subscribed first, live frames held back, then the summary read: a change
-                // after the subscription's start reaches the stream after `room_created`, and
-                // every change before it is in the summary (a message sent right after the
-                // room was created is not lost between the two).
-                var joinedAt: [(SocketSession, Int64)] = []
-                for session in registry.userStreams(of: user) {
-                    if let cursor = try await register(session, roomIDs: [roomID], holdBack: true)[roomID] {
-                        joinedAt.append((session, cursor))
-                    }
-                }
-                guard let summary = try await store.summary(roomID: roomID, userID: user) else {
-                    for (session, _) in joinedAt { registry.unsubscribe(session, from: roomID) }
-                    continue
-                }
-                let frame = ServerFrame.roomCreated(summary)
-                for (session, cursor) in joinedAt {
-                    session.send(frame)
-                    registry.goLive(session, roomID: roomID, after: cursor)
-                }
+                try await join(user, to: roomID)
             }
         } catch {
             logger.warning("room_created delivery failed", metadata: ["room_id": "\(roomID)", "error": "\(error)"])

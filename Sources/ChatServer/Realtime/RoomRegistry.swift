@@ -16,6 +16,11 @@ final class RoomRegistry: Sendable {
         let session: SocketSession
         var cursor: Int64
         var heldBack: [Outgoing]?
+        /// A user stream joining a room it just entered (`RealtimeHub.roomAppeared`) holds its
+        /// frames back until it knows the room's state; a leave of its user delivered
+        /// meanwhile may be from before the (re)join, so it is noted here and decided at
+        /// `goLive` instead of cutting the stream off.
+        var leaveWhileJoining: Int64?
     }
 
     struct Outgoing {
@@ -56,8 +61,9 @@ final class RoomRegistry: Sendable {
     /// room. The head is read before registering, so every change after it reaches the new
     /// subscription live, and every change up to it is visible to a catch-up that starts
     /// afterwards. `holdBack`: live frames wait until `goLive`. Returns the cursor each room's
-    /// channel had when the session joined it, and the rooms whose channel it created (a
-    /// wake-up that arrived between reading a head and creating its channel found none).
+    /// channel had when the session joined it (not for a room it was subscribed to already),
+    /// and the rooms whose channel it created (a wake-up that arrived between reading a head
+    /// and creating its channel found none).
     func register(
         _ session: SocketSession, roomIDs: [Int64], holdBack: Bool,
         readHeads: ([Int64]) async throws -> [Int64: Int64]
@@ -84,6 +90,9 @@ final class RoomRegistry: Sendable {
                         state.nextGeneration += 1
                         created.append(roomID)
                     }
+                    // Already subscribed (a user stream whose room list and a room's arrival
+                    // crossed): the subscription it has keeps its cursor and held frames.
+                    guard state.rooms[roomID]!.subscriptions[session.id] == nil else { continue }
                     let cursor = state.rooms[roomID]!.cursor
                     joinedAt[roomID] = cursor
                     state.rooms[roomID]!.subscriptions[session.id] = Subscription(
@@ -118,14 +127,26 @@ final class RoomRegistry: Sendable {
     }
 
     /// Ends the catch-up of a subscription that sent every change up to `cursor`.
-    func goLive(_ session: SocketSession, roomID: Int64, after cursor: Int64) {
+    /// `memberThrough`: for a user stream joining a room, the room's number up to which its
+    /// user is known to be a member again; a leave noted while it joined that is newer than
+    /// that is a real one, and cuts the stream off instead.
+    func goLive(_ session: SocketSession, roomID: Int64, after cursor: Int64, memberThrough: Int64? = nil) {
         state.withLockedValue { state in
             guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
             var batch = OutboundBatch()
+            defer { batch.submit() }
+            if let leave = subscription.leaveWhileJoining, leave > memberThrough ?? .min {
+                Self.cutOff([session.user.id], from: roomID, in: &state, batch: &batch)
+                return
+            }
+            subscription.leaveWhileJoining = nil  // an earlier membership's: live, later leaves count
             Self.goLive(&subscription, after: cursor, batch: &batch)
             state.rooms[roomID]?.subscriptions[session.id] = subscription
-            batch.submit()
         }
+    }
+
+    func isSubscribed(_ session: SocketSession, to roomID: Int64) -> Bool {
+        state.withLockedValue { $0.rooms[roomID]?.subscriptions[session.id] != nil }
     }
 
     func userStreams(of userID: Int64) -> [SocketSession] {
@@ -160,17 +181,34 @@ final class RoomRegistry: Sendable {
     func cutOff(_ pairs: [(roomID: Int64, userID: Int64)]) {
         state.withLockedValue { state in
             for (roomID, pairs) in Dictionary(grouping: pairs, by: \.roomID) {
-                Self.cutOff(Set(pairs.map(\.userID)), from: roomID, in: &state)
+                var batch = OutboundBatch()
+                Self.cutOff(Set(pairs.map(\.userID)), from: roomID, in: &state, batch: &batch)
+                batch.submit()
             }
         }
     }
 
-    private static func cutOff(_ userIDs: Set<Int64>, from roomID: Int64, in state: inout State) {
+    /// Notes a leave on the user's streams that are joining the room (see `leaveWhileJoining`).
+    private static func noteLeaveOfJoiners(_ userID: Int64, seq: Int64, roomID: Int64, in state: inout State) {
+        for (id, subscription) in state.rooms[roomID]?.subscriptions ?? [:]
+        where subscription.session.user.id == userID && subscription.session.kind == .userStream
+            && subscription.heldBack != nil
+        {
+            state.rooms[roomID]!.subscriptions[id]!.leaveWhileJoining = seq
+        }
+    }
+
+    /// `sparingJoiners`: user streams joining the room are left to `goLive`.
+    private static func cutOff(
+        _ userIDs: Set<Int64>, from roomID: Int64, in state: inout State, batch: inout OutboundBatch,
+        sparingJoiners: Bool = false
+    ) {
         guard let room = state.rooms[roomID] else { return }
         for subscription in room.subscriptions.values where userIDs.contains(subscription.session.user.id) {
+            if sparingJoiners, subscription.leaveWhileJoining != nil { continue }
             switch subscription.session.kind {
-            case .room: subscription.session.requestClose(.removed)
-            case .userStream: subscription.session.send(ServerFrame.roomRemoved(roomID))
+            case .room: batch.close(subscription.session, with: .removed)
+            case .userStream: batch.add(WireFrame(text: ServerFrame.roomRemoved(roomID)), to: subscription.session.outbox)
             }
             remove(subscription.session.id, from: roomID, in: &state)
         }
@@ -242,7 +280,10 @@ final class RoomRegistry: Sendable {
             guard state.rooms[roomID]?.generation == generation else { return (false, 0) }
             var queued = 0
             for (change, frames) in changes {
-                if case .participantLeft(let userID, _) = change.event { Self.cutOff([userID], from: roomID, in: &state) }
+                if case .participantLeft(let userID, _) = change.event {
+                    Self.noteLeaveOfJoiners(userID, seq: change.seq, roomID: roomID, in: &state)
+                    Self.cutOff([userID], from: roomID, in: &state, batch: &batch, sparingJoiners: true)
+                }
                 guard var room = state.rooms[roomID] else { return (false, queued) }
                 for frame in frames {
                     let item = Outgoing(frame: frame.wire, seq: frame.seq)

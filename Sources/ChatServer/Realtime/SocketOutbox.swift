@@ -211,11 +211,19 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
 
 /// Frames for many sockets, handed to each event loop in one hop: `add` them in the order
 /// each socket must receive them, then `submit()`. Sockets of one event loop get their frames
-/// in `add` order; one flush per socket follows.
+/// in `add` order; one flush per socket follows. Closes requested with `close` come after
+/// every frame of the batch.
 struct OutboundBatch {
     private var byLoop: [ObjectIdentifier: (loop: any EventLoop, items: [(SocketOutbox, WireFrame)])] = [:]
+    private var closes: [(SocketSession, SocketSession.CloseRequest)] = []
 
-    var isEmpty: Bool { byLoop.isEmpty }
+    /// Asks `session` to close once the batch's frames are on their way (a removed user's
+    /// socket still gets the frames of the changes before the removal).
+    mutating func close(_ session: SocketSession, with request: SocketSession.CloseRequest) {
+        closes.append((session, request))
+    }
+
+    var isEmpty: Bool { byLoop.isEmpty && closes.isEmpty }
 
     mutating func add(_ frame: WireFrame, to outbox: SocketOutbox) {
         let key = ObjectIdentifier(outbox.eventLoop)
@@ -229,6 +237,7 @@ struct OutboundBatch {
     /// Hands the frames over. Call it where the order between batches is decided (inside the
     /// lock that orders them): event loops run what they are given in submission order.
     func submit() {
+        defer { for (session, request) in closes { session.requestClose(request) } }
         for (loop, items) in byLoop.values {
             loop.execute {
                 var flushed = Set<ObjectIdentifier>()
