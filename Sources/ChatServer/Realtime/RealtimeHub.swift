@@ -259,8 +259,8 @@ final class RealtimeHub: Service {
         }
     }
 
-    /// The user's streams here that do not follow the room yet subscribe to it, then get
-    /// `room_created`. Subscribed first, live frames held back, then the room's head and
+    /// The user's streams here subscribe to the room (those that do not follow it yet), then
+    /// get `room_created`. Subscribed first, live frames held back, then the room's head and
     /// summary read: every change after the subscription's start reaches the stream after
     /// `room_created`, and every change before it is in the summary (a message sent right
     /// after the room was created is not lost between the two). A leave delivered meanwhile
@@ -269,19 +269,25 @@ final class RealtimeHub: Service {
     /// the streams leave the room again rather than stay held back.
     private func join(_ user: Int64, to roomID: Int64) async throws {
         var joined: [(session: SocketSession, cursor: Int64)] = []
+        // Streams that follow the room already (their room list was read after the join)
+        // still get `room_created`: a client may have listed its rooms before.
+        var following: [SocketSession] = []
         do {
-            for session in registry.userStreams(of: user) where !registry.isSubscribed(session, to: roomID) {
+            for session in registry.userStreams(of: user) {
                 if let cursor = try await register(session, roomIDs: [roomID], holdBack: true)[roomID] {
                     joined.append((session, cursor))
+                } else {
+                    following.append(session)
                 }
             }
-            guard !joined.isEmpty else { return }
+            guard !joined.isEmpty || !following.isEmpty else { return }
             let head = try await store.lastSeqs(roomIDs: [roomID])[roomID] ?? 0
             guard let summary = try await store.summary(roomID: roomID, userID: user) else {
                 for (session, _) in joined { registry.unsubscribe(session, from: roomID) }
                 return
             }
             let frame = ServerFrame.roomCreated(summary)
+            for session in following { session.send(frame) }
             for (session, cursor) in joined {
                 session.send(frame)
                 registry.goLive(session, roomID: roomID, after: cursor, memberThrough: head)
