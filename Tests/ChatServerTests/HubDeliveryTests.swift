@@ -162,11 +162,10 @@ import Testing
         #expect(try await socket.writtenFrames().isEmpty)
     }
 
-    /// A user stream joining a room holds its frames back until it knows the room's state: a
-    /// leave of its user delivered meanwhile ends the stream's view of the room only if it is
-    /// newer than the point where the user is known to be a member again (else it ended an
-    /// earlier membership); once live, a leave counts at once. A second registration keeps
-    /// the first one's subscription.
+    /// A subscription held back (a user stream joining a room, a room socket catching up): a
+    /// leave of its user delivered meanwhile ends it only if it is newer than the point where
+    /// the user is known to be a member (else it ended an earlier membership); once live, a
+    /// leave counts at once. A second registration keeps the first one's subscription.
     @Test func aLeaveWhileAUserStreamJoinsIsDecidedWhenItGoesLive() async throws {
         let stream = try await makeSocket(kind: .userStream)
         let registry = RoomRegistry()
@@ -193,6 +192,16 @@ import Testing
             generation: 2)
         registry.goLive(other.session, roomID: 2, after: 5, memberThrough: 6)
         #expect(!registry.isSubscribed(other.session, to: 2))
+
+        // The same for a room socket catching up (membership known at its admission).
+        let socket = try await makeSocket(kind: .room(3))
+        _ = try await registry.register(socket.session, roomIDs: [3], holdBack: true) { _ in [3: 20] }
+        _ = registry.deliver(
+            [(RoomChange(roomID: 3, seq: 21, event: .participantLeft(userID: 1, userName: "a")), [])], roomID: 3,
+            generation: 3)
+        #expect(!socket.session.isClosing)
+        registry.goLive(socket.session, roomID: 3, after: 20, memberThrough: 22)
+        #expect(registry.isSubscribed(socket.session, to: 3) && !socket.session.isClosing)
     }
 
     /// A socket closed by a batch (a removal) first gets the batch's frames: the changes

@@ -28,10 +28,13 @@ final class RealtimeHub: Service {
     /// Where a room socket starts (decided when its upgrade was admitted): first the
     /// messages with an id above `messagesAfter` (a `last_message_id` catch-up) numbered up to
     /// `changesAfter`, then every change numbered above `changesAfter`; `resync`: the client's
-    /// `last_seq` could not be replayed, it is told so first.
+    /// `last_seq` could not be replayed, it is told so first. `memberThrough`: the room's
+    /// number up to which the user was known to be a member at admission (a leave up to
+    /// there, delivered here late, ended an earlier membership).
     struct CatchUp: Sendable, Equatable {
         var messagesAfter: Int64?
         var changesAfter: Int64
+        var memberThrough: Int64
         var resync = false
     }
 
@@ -173,7 +176,8 @@ final class RealtimeHub: Service {
             if let last = changes.last { cursor = last.seq }
             if changes.count < settings.catchUpBatch { break }
         }
-        registry.goLive(session, roomID: roomID, after: max(joinedAt, catchUp.changesAfter))
+        registry.goLive(
+            session, roomID: roomID, after: max(joinedAt, catchUp.changesAfter), memberThrough: catchUp.memberThrough)
     }
 
     /// Adds a user stream: live `message` and `message_read` of all the user's rooms, and

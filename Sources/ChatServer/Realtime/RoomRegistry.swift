@@ -16,10 +16,10 @@ final class RoomRegistry: Sendable {
         let session: SocketSession
         var cursor: Int64
         var heldBack: [Outgoing]?
-        /// A user stream joining a room it just entered (`RealtimeHub.roomAppeared`) holds its
-        /// frames back until it knows the room's state; a leave of its user delivered
-        /// meanwhile may be from before the (re)join, so it is noted here and decided at
-        /// `goLive` instead of cutting the stream off.
+        /// A subscription that holds its frames back (a room socket catching up, a user stream
+        /// joining a room it just entered) does not know yet whether a leave of its user
+        /// delivered meanwhile is from before the user's (re)join: the leave is noted here
+        /// and decided at `goLive`, against the number up to which membership is known.
         var leaveWhileJoining: Int64?
     }
 
@@ -127,9 +127,9 @@ final class RoomRegistry: Sendable {
     }
 
     /// Ends the catch-up of a subscription that sent every change up to `cursor`.
-    /// `memberThrough`: for a user stream joining a room, the room's number up to which its
-    /// user is known to be a member again; a leave noted while it joined that is newer than
-    /// that is a real one, and cuts the stream off instead.
+    /// `memberThrough`: the room's number up to which its user is known to be a member; a
+    /// leave noted while it was held back that is newer than that is a real one, and cuts it
+    /// off instead.
     func goLive(_ session: SocketSession, roomID: Int64, after cursor: Int64, memberThrough: Int64? = nil) {
         state.withLockedValue { state in
             guard var subscription = state.rooms[roomID]?.subscriptions[session.id] else { return }
@@ -188,17 +188,15 @@ final class RoomRegistry: Sendable {
         }
     }
 
-    /// Notes a leave on the user's streams that are joining the room (see `leaveWhileJoining`).
+    /// Notes a leave on the user's subscriptions that are held back (see `leaveWhileJoining`).
     private static func noteLeaveOfJoiners(_ userID: Int64, seq: Int64, roomID: Int64, in state: inout State) {
         for (id, subscription) in state.rooms[roomID]?.subscriptions ?? [:]
-        where subscription.session.user.id == userID && subscription.session.kind == .userStream
-            && subscription.heldBack != nil
-        {
+        where subscription.session.user.id == userID && subscription.heldBack != nil {
             state.rooms[roomID]!.subscriptions[id]!.leaveWhileJoining = seq
         }
     }
 
-    /// `sparingJoiners`: user streams joining the room are left to `goLive`.
+    /// `sparingJoiners`: subscriptions held back are left to `goLive`.
     private static func cutOff(
         _ userIDs: Set<Int64>, from roomID: Int64, in state: inout State, batch: inout OutboundBatch,
         sparingJoiners: Bool = false

@@ -209,6 +209,9 @@ struct WebSocketController {
         guard let text = context.parameters.get("room_id"), let roomID = Int64(text), roomID > 0 else {
             throw Rejection(code: 4404, reason: "Room not found")
         }
+        // The window first: the membership checked after it holds for every change up to its
+        // head, so a leave numbered up to there (delivered late here) is an earlier one.
+        let window = try await realtime.changeWindow(roomID: roomID)
         do {
             try await rooms.requireParticipant(roomID: roomID, userID: user.id)
         } catch ChatError.notFound(let detail) {
@@ -216,20 +219,25 @@ struct WebSocketController {
         } catch ChatError.forbidden(let detail) {
             throw Rejection(code: 4403, reason: detail)
         }
-        guard let window = try await realtime.changeWindow(roomID: roomID) else {
+        guard let window else {
             throw Rejection(code: 4404, reason: "Room not found")
         }
         if let lastSeq {
             // Older than the kept window, or ahead of the room: the client must reload.
             guard window.canReplay(after: lastSeq) else {
-                return (roomID, .init(messagesAfter: nil, changesAfter: window.lastSeq, resync: true))
+                return (
+                    roomID,
+                    .init(messagesAfter: nil, changesAfter: window.lastSeq, memberThrough: window.lastSeq, resync: true)
+                )
             }
-            return (roomID, .init(messagesAfter: nil, changesAfter: lastSeq))
+            return (roomID, .init(messagesAfter: nil, changesAfter: lastSeq, memberThrough: window.lastSeq))
         }
         // Not past the newest message: a cursor from the future would skip what comes next.
         return (
             roomID,
-            .init(messagesAfter: lastMessageID.map { min($0, window.lastMessageID) }, changesAfter: window.lastSeq)
+            .init(
+                messagesAfter: lastMessageID.map { min($0, window.lastMessageID) }, changesAfter: window.lastSeq,
+                memberThrough: window.lastSeq)
         )
     }
 
@@ -258,7 +266,7 @@ struct WebSocketController {
                     switch session.kind {
                     case .room(let roomID):
                         try await hub.subscribe(
-                            session, roomID: roomID, catchUp: catchUp ?? .init(messagesAfter: nil, changesAfter: 0))
+                            session, roomID: roomID, catchUp: catchUp ?? .init(messagesAfter: nil, changesAfter: 0, memberThrough: 0))
                     case .userStream:
                         try await hub.subscribeUserStream(session)
                     }
