@@ -29,14 +29,6 @@ public enum ChangeNotice: Sendable, Hashable {
         case roomUpdated
     }
 
-    /// The room the notice is about (nil for a user's deactivation).
-    public var roomID: Int64? {
-        switch self {
-        case .roomChanged(let roomID), .joined(let roomID, _), .roomCreated(let roomID), .live(let roomID, _): roomID
-        case .userDeactivated: nil
-        }
-    }
-
     /// Whether a second copy of the notice says nothing the first did not: true for every
     /// notice that asks the receiver to read something (it reads the latest state); false for
     /// typing and presence, whose states alternate.

@@ -135,9 +135,9 @@ public struct PresenceStore: Sendable {
         try await db.primary.withTransaction { connection in
             let dead = try await connection.query(
                 """
-                SELECT instance_id, heartbeat_at FROM chat_instances
-                WHERE heartbeat_at + coalesce(expires_after, make_interval(secs => \(expirySeconds))) <= now()
-                ORDER BY instance_id FOR UPDATE SKIP LOCKED
+                SELECT i.instance_id, i.heartbeat_at FROM chat_instances i
+                WHERE NOT (\(liveInstance))
+                ORDER BY i.instance_id FOR UPDATE SKIP LOCKED
                 """
             ).map { try $0.decode((String, Date).self) }
             return try await remove(dead, on: connection)

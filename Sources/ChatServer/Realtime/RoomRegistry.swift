@@ -188,28 +188,37 @@ final class RoomRegistry: Sendable {
         }
     }
 
-    /// Notes a leave on the user's subscriptions that are held back (see `leaveWhileJoining`).
-    private static func noteLeaveOfJoiners(_ userID: Int64, seq: Int64, roomID: Int64, in state: inout State) {
-        for (id, subscription) in state.rooms[roomID]?.subscriptions ?? [:]
-        where subscription.session.user.id == userID && subscription.heldBack != nil {
-            state.rooms[roomID]!.subscriptions[id]!.leaveWhileJoining = seq
+    /// A leave of `userID`, numbered `seq`: the user's live subscriptions are cut off; those
+    /// held back note it, for `goLive` to decide (see `leaveWhileJoining`).
+    private static func applyLeave(
+        of userID: Int64, seq: Int64, roomID: Int64, in state: inout State, batch: inout OutboundBatch
+    ) {
+        for (id, subscription) in state.rooms[roomID]?.subscriptions ?? [:] where subscription.session.user.id == userID {
+            if subscription.heldBack != nil {
+                state.rooms[roomID]!.subscriptions[id]!.leaveWhileJoining = seq
+            } else {
+                cutOff(subscription.session, from: roomID, in: &state, batch: &batch)
+            }
         }
     }
 
-    /// `sparingJoiners`: subscriptions held back are left to `goLive`.
     private static func cutOff(
-        _ userIDs: Set<Int64>, from roomID: Int64, in state: inout State, batch: inout OutboundBatch,
-        sparingJoiners: Bool = false
+        _ userIDs: Set<Int64>, from roomID: Int64, in state: inout State, batch: inout OutboundBatch
     ) {
         guard let room = state.rooms[roomID] else { return }
         for subscription in room.subscriptions.values where userIDs.contains(subscription.session.user.id) {
-            if sparingJoiners, subscription.leaveWhileJoining != nil { continue }
-            switch subscription.session.kind {
-            case .room: batch.close(subscription.session, with: .removed)
-            case .userStream: batch.add(WireFrame(text: ServerFrame.roomRemoved(roomID)), to: subscription.session.outbox)
-            }
-            remove(subscription.session.id, from: roomID, in: &state)
+            cutOff(subscription.session, from: roomID, in: &state, batch: &batch)
         }
+    }
+
+    private static func cutOff(
+        _ session: SocketSession, from roomID: Int64, in state: inout State, batch: inout OutboundBatch
+    ) {
+        switch session.kind {
+        case .room: batch.close(session, with: .removed)
+        case .userStream: batch.add(WireFrame(text: ServerFrame.roomRemoved(roomID)), to: session.outbox)
+        }
+        remove(session.id, from: roomID, in: &state)
     }
 
     private static func remove(_ sessionID: Int, from roomID: Int64, in state: inout State) {
@@ -279,8 +288,7 @@ final class RoomRegistry: Sendable {
             var queued = 0
             for (change, frames) in changes {
                 if case .participantLeft(let userID, _) = change.event {
-                    Self.noteLeaveOfJoiners(userID, seq: change.seq, roomID: roomID, in: &state)
-                    Self.cutOff([userID], from: roomID, in: &state, batch: &batch, sparingJoiners: true)
+                    Self.applyLeave(of: userID, seq: change.seq, roomID: roomID, in: &state, batch: &batch)
                 }
                 guard var room = state.rooms[roomID] else { return (false, queued) }
                 for frame in frames {
