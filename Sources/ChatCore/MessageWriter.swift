@@ -58,6 +58,10 @@ public final class MessageWriter: Service, Sendable {
     private struct State {
         var lanes: [Lane]
         var stopped = false
+        /// Whether this database computes search documents as `MessageSearchDocument` does
+        /// (nil: not asked yet). Its words are lower-cased by the database's locale; this
+        /// server lower-cases ASCII only, which every locale but a few (Turkish) agrees with.
+        var searchDocumentsAgree: Bool?
     }
 
     private let db: PostgresClient
@@ -174,13 +178,20 @@ public final class MessageWriter: Service, Sendable {
 
     /// One call of `chat_send_messages`: a result per message, in the order of `messages`.
     private func insert(_ messages: [ValidatedMessage]) async throws -> [Result<SendOutcome, ChatError>] {
+        let documents: [String?]
+        if try await searchDocumentsAgree() {
+            documents = messages.map { $0.content.flatMap(MessageSearchDocument.text(of:)) }
+        } else {
+            documents = Array(repeating: nil, count: messages.count)
+        }
         let rows = try await db.query(
             """
             SELECT * FROM chat_send_messages(
                 \(messages.map(\.roomID)), \(messages.map(\.senderID)), \(messages.map(\.content)),
                 \(messages.map(\.type.rawValue)), \(messages.map(\.file?.path)), \(messages.map(\.file?.originalName)),
                 \(messages.map(\.file?.size)), \(messages.map(\.file?.contentType)),
-                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)), \(settings.announces))
+                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)), \(documents),
+                \(settings.announces))
             """)
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
@@ -195,6 +206,19 @@ public final class MessageWriter: Service, Sendable {
             results[index] = try Self.result(of: row, for: messages[index])
         }
         return results.map { $0! }
+    }
+
+    /// Asks the database once whether it computes the documents of a probe text (every ASCII
+    /// letter and digit, Hangul) as this server does.
+    private func searchDocumentsAgree() async throws -> Bool {
+        if let known = state.withLockedValue({ $0.searchDocumentsAgree }) { return known }
+        let probe = "The QUICK brown fox, 0123456789 abcdefghijklmnopqrstuvwxyz ABCDEFGHIJKLMNOPQRSTUVWXYZ 김철수가 안녕!"
+        let agree = try await db.query(
+            "SELECT chat_search_document(\(probe)) = \(MessageSearchDocument.text(of: probe))::tsvector AS agree"
+        ).first?.decode(Bool.self, "agree") ?? false
+        if !agree { logger.notice("this database lower-cases words unlike the server: it computes every search document") }
+        state.withLockedValue { $0.searchDocumentsAgree = agree }
+        return agree
     }
 
     private static func result(of row: PostgresRow, for message: ValidatedMessage) throws -> Result<SendOutcome, ChatError> {

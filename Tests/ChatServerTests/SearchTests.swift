@@ -1,5 +1,6 @@
 import ChatCore
 import Foundation
+import Postgres
 import Testing
 
 @Suite struct SearchQueryTests {
@@ -33,6 +34,58 @@ import Testing
         #expect(try SearchQuery("안녕").highlight(in: "안녕하세요! 반갑습니다") == "안녕하세요")
         #expect(try SearchQuery("철수 hel").highlight(in: "김철수가 Hello, said hello") == "김철수가 Hello hello")
         #expect(try SearchQuery("zzz").highlight(in: "nothing here") == "")
+    }
+}
+
+@Suite struct MessageSearchDocumentTests {
+    @Test func asciiAndHangulTextGetsItsDocumentHere() throws {
+        let text = try #require(MessageSearchDocument.text(of: "Hello, 김철수가 HELLO world! a-b"))
+        let lexemes = text.split(separator: " ").map(String.init).sorted()
+        #expect(lexemes == ["'a'", "'b'", "'hello'", "'world'", "'~김철'", "'~수가'", "'~철수'", "'김철수가'"])
+        #expect(MessageSearchDocument.text(of: "!!! ...") == "")
+        #expect(MessageSearchDocument.text(of: "") == "")
+    }
+
+    @Test func wordsOverTwoHundredBytesAreLeftOut() throws {
+        #expect(MessageSearchDocument.text(of: String(repeating: "x", count: 201)) == "")
+        #expect(MessageSearchDocument.text(of: String(repeating: "x", count: 200)) == "'\(String(repeating: "x", count: 200))'")
+        // 67 syllables are 201 bytes: the word goes, its bigram stays.
+        #expect(MessageSearchDocument.text(of: String(repeating: "가", count: 67)) == "'~가가'")
+    }
+
+    @Test func otherTextIsLeftToTheDatabase() {
+        for text in ["café", "안녕 😊", "İstanbul", "ㄱㄴ", "привет", "tab\u{85}next", "日本語"] {
+            #expect(MessageSearchDocument.text(of: text) == nil, "\(text)")
+        }
+    }
+
+    /// The server's documents against `chat_search_document()` in the test database, for
+    /// fixed texts and a thousand random ones over ASCII and a few syllables.
+    @Test func theDatabaseComputesTheSameDocuments() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["DATABASE_URL"])
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: url, poolSize: 1))
+        defer { Task { await postgres.shutdown() } }
+        try await withApp { _ in }  // migrated
+        var texts = [
+            "Hello, World!", "김철수가 보낸 Hello, World!", "UPPER lower MiXeD 0123 x_y a.b@c d'e f\\g", "~tilde~ ~가나",
+            String(repeating: "가", count: 66), String(repeating: "가", count: 67), String(repeating: "a", count: 201),
+            "tab\tnew\nline\r\u{7F}del \u{1}ctl", "", "   ", "!!!",
+        ]
+        var generator = SystemRandomNumberGenerator()
+        let alphabet = Array("aZ09 .,!?'\"\\-_~:;()[]{}<>/|@#$%^&*+=`\t\n가나다힣")
+        for _ in 0..<1000 {
+            texts.append(String((0..<Int.random(in: 1...40, using: &generator)).map { _ in alphabet.randomElement(using: &generator)! }))
+        }
+        let documents = texts.compactMap(MessageSearchDocument.text(of:))
+        try #require(documents.count == texts.count)
+        let differing = try await postgres.query(
+            """
+            SELECT t.text, chat_search_document(t.text)::text AS expected, t.document
+            FROM unnest(\(texts), \(documents)) AS t (text, document)
+            WHERE chat_search_document(t.text) IS DISTINCT FROM t.document::tsvector
+            """
+        ).map { try $0.decode((String, String, String).self) }
+        #expect(differing.isEmpty, "\(differing.prefix(5))")
     }
 }
 
