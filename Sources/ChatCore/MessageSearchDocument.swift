@@ -14,15 +14,27 @@ public enum MessageSearchDocument {
     /// when the content has a character outside ASCII and Hangul syllables: the database
     /// computes that one itself.
     public static func text(of content: String) -> String? {
-        var lexemes = Set<String>()
+        // Repeated words are left in (tsvector's input sorts the lexemes and keeps one of
+        // each); repeated bigrams, which a long run of syllables has many of, are not.
+        // No lexeme holds a quote or a backslash (both are separators), so quoting needs no
+        // escapes.
+        var text = ""
+        text.reserveCapacity(content.utf8.count * 2 + 8)
+        func append<Lexeme: Sequence<Unicode.Scalar>>(_ lexeme: Lexeme) {
+            if !text.isEmpty { text.append(" ") }
+            text.append("'")
+            text.unicodeScalars.append(contentsOf: lexeme)
+            text.append("'")
+        }
         var word = String.UnicodeScalarView()
         var wordBytes = 0  // UTF-8: 1 per ASCII character, 3 per Hangul syllable
         func endWord() {
-            if !word.isEmpty && wordBytes <= SearchQuery.maxWordBytes { lexemes.insert(String(word)) }
-            word = String.UnicodeScalarView()
+            if !word.isEmpty && wordBytes <= SearchQuery.maxWordBytes { append(word) }
+            word.removeAll(keepingCapacity: true)
             wordBytes = 0
         }
         var previousSyllable: Unicode.Scalar?
+        var bigrams = Set<UInt64>()
         for scalar in content.unicodeScalars {
             switch scalar.value {
             case 0x00..<0x80:
@@ -37,12 +49,8 @@ public enum MessageSearchDocument {
             case 0xAC00...0xD7A3:
                 word.append(scalar)
                 wordBytes += 3
-                if let previousSyllable {
-                    var bigram = String.UnicodeScalarView()
-                    bigram.append("~")
-                    bigram.append(previousSyllable)
-                    bigram.append(scalar)
-                    lexemes.insert(String(bigram))
+                if let previousSyllable, bigrams.insert(UInt64(previousSyllable.value) << 32 | UInt64(scalar.value)).inserted {
+                    append([Unicode.Scalar("~"), previousSyllable, scalar])
                 }
                 previousSyllable = scalar
             default:
@@ -50,15 +58,6 @@ public enum MessageSearchDocument {
             }
         }
         endWord()
-        // No lexeme holds a quote or a backslash (both are separators): quoting needs no escapes.
-        var text = ""
-        text.reserveCapacity(lexemes.reduce(0) { $0 + $1.utf8.count + 3 })
-        for lexeme in lexemes {
-            if !text.isEmpty { text.append(" ") }
-            text.append("'")
-            text.append(lexeme)
-            text.append("'")
-        }
         return text
     }
 }

@@ -187,15 +187,17 @@ public final class MessageWriter: Service, Sendable {
         let rows = try await db.query(
             """
             SELECT * FROM chat_send_messages(
-                \(messages.map(\.roomID)), \(messages.map(\.senderID)), \(messages.map(\.content)),
-                \(messages.map(\.type.rawValue)), \(messages.map(\.file?.path)), \(messages.map(\.file?.originalName)),
-                \(messages.map(\.file?.size)), \(messages.map(\.file?.contentType)),
-                \(messages.map(\.replyToMessageID)), \(messages.map(\.clientMessageID)), \(documents),
+                \(messages.map { $0.roomID }), \(messages.map { $0.senderID }), \(messages.map { $0.content }),
+                \(messages.map { $0.type.rawValue }), \(messages.map { $0.file?.path }),
+                \(messages.map { $0.file?.originalName }), \(messages.map { $0.file?.size }),
+                \(messages.map { $0.file?.contentType }), \(messages.map { $0.replyToMessageID }),
+                \(messages.map { $0.clientMessageID }), \(documents),
                 \(settings.announces))
             """)
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
+        // (Closures, not key paths: a key path is projected through the runtime, per element.)
         // The rows come in no particular order; `ord` says whose each is.
         var results = [Result<SendOutcome, ChatError>?](repeating: nil, count: messages.count)
         for row in rows {

@@ -186,12 +186,19 @@ extension String: PostgresArrayElement {
     public static var arrayType: PostgresType { .textArray }
     /// Always quoted, with `"` and `\` escaped, so that any text (commas, braces, NULL) is data.
     public var arrayElementText: String {
-        var quoted = "\""
-        for character in self {
-            if character == "\"" || character == "\\" { quoted.append("\\") }
-            quoted.append(character)
+        let quote = UInt8(ascii: "\""), backslash = UInt8(ascii: "\\")
+        // By UTF-8 byte: both escaped characters are ASCII, and no other character's
+        // encoding contains their bytes.
+        guard utf8.contains(where: { $0 == quote || $0 == backslash }) else { return "\"" + self + "\"" }
+        var quoted = [UInt8]()
+        quoted.reserveCapacity(utf8.count + 8)
+        quoted.append(quote)
+        for byte in utf8 {
+            if byte == quote || byte == backslash { quoted.append(backslash) }
+            quoted.append(byte)
         }
-        return quoted + "\""
+        quoted.append(quote)
+        return String(decoding: quoted, as: UTF8.self)
     }
 }
 
@@ -205,7 +212,13 @@ extension Optional: PostgresArrayElement where Wrapped: PostgresArrayElement {
 extension Array: PostgresEncodable where Element: PostgresArrayElement {
     public static var postgresType: PostgresType { Element.arrayType }
     public var postgresText: String {
-        "{" + self.map(\.arrayElementText).joined(separator: ",") + "}"
+        var text = "{"
+        for (index, element) in enumerated() {
+            if index > 0 { text.append(",") }
+            text.append(element.arrayElementText)
+        }
+        text.append("}")
+        return text
     }
 }
 

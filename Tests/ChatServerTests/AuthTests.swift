@@ -162,6 +162,20 @@ import Testing
             }
             let basic = try await api.request(.get, "/chat/rooms", headers: [.authorization: "Basic dXNlcjpwYXNz"])
             #expect(basic.status == .unauthorized)
+            for blank in ["Bearer", "Bearer ", "Bearer \t "] {
+                #expect(try await api.request(.get, "/auth/me", headers: [.authorization: blank]).status == .unauthorized, "\(blank)")
+            }
+        }
+    }
+
+    /// The scheme is case-insensitive, and blanks around the token do not matter.
+    @Test func bearerTokensAreFoundAmongBlanks() async throws {
+        try await withApp { api in
+            let user = try await api.makeUser()
+            for header in ["Bearer \(user.token)", "bearer   \(user.token)", "BEARER \t\(user.token) \t"] {
+                let response = try await api.request(.get, "/auth/me", headers: [.authorization: header])
+                #expect(response.status == .ok, "\(header.prefix(12)): \(response.raw)")
+            }
         }
     }
 

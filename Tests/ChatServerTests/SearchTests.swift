@@ -40,7 +40,7 @@ import Testing
 @Suite struct MessageSearchDocumentTests {
     @Test func asciiAndHangulTextGetsItsDocumentHere() throws {
         let text = try #require(MessageSearchDocument.text(of: "Hello, 김철수가 HELLO world! a-b"))
-        let lexemes = text.split(separator: " ").map(String.init).sorted()
+        let lexemes = Set(text.split(separator: " ").map(String.init))  // tsvector's input drops repeats
         #expect(lexemes == ["'a'", "'b'", "'hello'", "'world'", "'~김철'", "'~수가'", "'~철수'", "'김철수가'"])
         #expect(MessageSearchDocument.text(of: "!!! ...") == "")
         #expect(MessageSearchDocument.text(of: "") == "")

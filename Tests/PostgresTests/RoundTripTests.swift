@@ -42,7 +42,10 @@ import Testing
 
     @Test func textArraysBindAnyText() async throws {
         try await withClient { db in
-            let values = ["plain", "with,comma", "{braces}", "\"quoted\"", "back\\slash", "NULL", "", "한국어 😊"]
+            let values = [
+                "plain", "with,comma", "{braces}", "\"quoted\"", "back\\slash", "NULL", "", "한국어 😊", "e\u{301}\"\\", "\\\"",
+                " spaced ", "tab\tnew\nline",
+            ]
             let rows = try await db.query("SELECT unnest(\(values)) AS v")
             #expect(try rows.map { try $0.decode(String.self, "v") } == values)
             let empty: [String] = []

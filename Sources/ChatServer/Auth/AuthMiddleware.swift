@@ -54,7 +54,12 @@ struct AuthMiddleware: RouterMiddleware {
         guard let header = request.headers[.authorization] else { return nil }
         let parts = header.split(separator: " ", maxSplits: 1, omittingEmptySubsequences: true)
         guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        let token = parts[1].trimmingCharacters(in: .whitespaces)
-        return token.isEmpty ? nil : token
+        // Blanks around it trimmed by byte: Foundation's trimming goes through NSString and
+        // UTF-16 on every request. (A token is base64url: other whitespace makes it invalid.)
+        let bytes = parts[1].utf8
+        let isBlank = { (byte: UInt8) in byte == UInt8(ascii: " ") || byte == UInt8(ascii: "\t") }
+        guard let first = bytes.firstIndex(where: { !isBlank($0) }), let last = bytes.lastIndex(where: { !isBlank($0) })
+        else { return nil }
+        return String(parts[1][first...last])
     }
 }
