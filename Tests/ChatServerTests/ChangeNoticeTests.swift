@@ -1,10 +1,31 @@
-import ChatCore
 import Foundation
 import Testing
 
+@testable import ChatCore
 @testable import ChatServer
 
 @Suite struct ChangeNoticeTests {
+    /// Payloads are read by `FlatJSON` when it can and by `JSONDecoder` otherwise: both give
+    /// the same notices, whoever wrote the payload (this server, the SQL triggers with
+    /// PostgreSQL's spacing, an older or newer version).
+    @Test(arguments: [
+        #"[{"k":"msg","r":1},{"k":"msg","r":2}]"#,
+        #"[{"k" : "msg", "r" : 8}, {"k" : "msg", "r" : 9}]"#,
+        #"[{"k":"typing","r":6,"u":7,"n":"a\"b\\c \uD83D\uDE00","v":true}]"#,
+        #"[{"k":"status","r":6,"u":7,"n":null,"v":null},{"k":"join","r":2}]"#,
+        #"[{"k":"msg","r":1,"extra":[1,2]}]"#,
+        #"[{"k":"msg","r":1,"new_key":"ignored"}]"#,
+        #"[{"k":"future","r":1},{"k":"user_off","r":0,"u":5}]"#,
+        #"[{"k":"msg","r":"1"},{"k":"msg","r":2}]"#,
+        #"[{"k":"msg","r":1.5},{"k":"msg","r":2}]"#,
+        #"[{"k":"typing","r":6,"u":7,"v":"yes"}]"#,
+        #"[{"r":1}]"#,
+        #"[]"#,
+    ])
+    func theFastPathReadsAsJSONDecoderDoes(payload: String) throws {
+        #expect(try ChangeNotice.decodeBatch(payload) == ChangeNotice.decodeBatchWithFoundation(payload))
+    }
+
     @Test func batchesStayUnderThePayloadLimitAndKeepOrder() throws {
         var notices: [ChangeNotice] = []
         for i in 0..<2000 {

@@ -87,7 +87,44 @@ public enum ChangeNotice: Sendable, Hashable {
     /// payload is not a JSON array; an element this version cannot read (a kind sent by a
     /// newer instance during a rolling upgrade) is skipped, not the whole batch.
     public static func decodeBatch(_ payload: String) throws -> [ChangeNotice] {
+        var payload = payload
+        let fast = payload.withUTF8 { FlatJSON.parseArray(UnsafeRawBufferPointer($0)) }.flatMap(Self.notices(flatJSON:))
+        return try fast ?? decodeBatchWithFoundation(payload)
+    }
+
+    /// `decodeBatch` by `JSONDecoder`: what the fast path is checked against, and what reads
+    /// any payload the fast path is not sure of.
+    static func decodeBatchWithFoundation(_ payload: String) throws -> [ChangeNotice] {
         try JSONDecoder().decode([Lenient].self, from: Data(payload.utf8)).compactMap { $0.wire?.notice }
+    }
+
+    /// The notices of a payload read by `FlatJSON`, as `JSONDecoder` reads them into `Wire`
+    /// (unknown keys ignored); nil when an element would not decode (its type of `k`, `r`, `u`,
+    /// `n` or `v` is wrong, or `k` or `r` is missing), left to `JSONDecoder` and `Lenient`.
+    private static func notices(flatJSON elements: [[String: FlatJSON.Value]]) -> [ChangeNotice]? {
+        var notices: [ChangeNotice] = []
+        notices.reserveCapacity(elements.count)
+        for fields in elements {
+            guard case .string(let k)? = fields["k"], case .integer(let r)? = fields["r"] else { return nil }
+            var wire = Wire(k: k, r: r)
+            switch fields["u"] {
+            case nil, .null?: break
+            case .integer(let u)?: wire.u = u
+            default: return nil
+            }
+            switch fields["n"] {
+            case nil, .null?: break
+            case .string(let n)?: wire.n = n
+            default: return nil
+            }
+            switch fields["v"] {
+            case nil, .null?: break
+            case .bool(let v)?: wire.v = v
+            default: return nil
+            }
+            if let notice = wire.notice { notices.append(notice) }
+        }
+        return notices
     }
 
     private struct Lenient: Decodable {

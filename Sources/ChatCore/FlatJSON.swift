@@ -1,23 +1,29 @@
-/// A JSON object of scalars (`{"key": "text" | 12 | true | null, ...}`) read without
-/// Foundation's `JSONDecoder`: the send path's body (issue 10: decoding it took a noticeable
-/// share of a send's server CPU).
+/// A JSON object of scalars (`{"key": "text" | 12 | true | null, ...}`), or an array of them,
+/// read without Foundation's `JSONDecoder`: the send path's body and the notices between
+/// instances (issue 10: decoding them took a noticeable share of a send's server CPU).
 ///
 /// It is a fast path, not a second JSON implementation to trust: anything it is not sure of
 /// (nested values, fractions and exponents, numbers past Int64, a repeated key, any syntax
 /// error) makes `parse` return nil, and the caller decodes the body with `JSONDecoder`, which
 /// then also words the error. So it never accepts what `JSONDecoder` refuses, and what it
 /// accepts it reads the same way (a test checks both on a corpus of bodies).
-enum FlatJSON {
-    enum Value: Equatable {
+public enum FlatJSON {
+    public enum Value: Equatable, Sendable {
         case string(String)
         case integer(Int64)
         case bool(Bool)
         case null
     }
 
-    static func parse(_ bytes: UnsafeRawBufferPointer) -> [String: Value]? {
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> [String: Value]? {
         var reader = Reader(bytes: bytes)
-        return reader.object()
+        return reader.object(last: true)
+    }
+
+    /// An array of such objects (`[{...}, {...}]`), or nil as for `parse`.
+    public static func parseArray(_ bytes: UnsafeRawBufferPointer) -> [[String: Value]]? {
+        var reader = Reader(bytes: bytes)
+        return reader.array()
     }
 
     private struct Reader {
@@ -28,12 +34,29 @@ enum FlatJSON {
             self.bytes = bytes
         }
 
-        mutating func object() -> [String: Value]? {
+        mutating func array() -> [[String: Value]]? {
+            skipSpace()
+            guard take(UInt8(ascii: "[")) else { return nil }
+            var objects: [[String: Value]] = []
+            skipSpace()
+            if take(UInt8(ascii: "]")) { return atEnd() ? objects : nil }
+            while true {
+                guard let object = object(last: false) else { return nil }
+                objects.append(object)
+                skipSpace()
+                if take(UInt8(ascii: ",")) { continue }
+                guard take(UInt8(ascii: "]")) else { return nil }
+                return atEnd() ? objects : nil
+            }
+        }
+
+        /// An object; `last`: nothing but blanks may follow it.
+        mutating func object(last: Bool) -> [String: Value]? {
             skipSpace()
             guard take(UInt8(ascii: "{")) else { return nil }
             var fields: [String: Value] = [:]
             skipSpace()
-            if take(UInt8(ascii: "}")) { return atEnd() ? fields : nil }
+            if take(UInt8(ascii: "}")) { return !last || atEnd() ? fields : nil }
             while true {
                 skipSpace()
                 guard let key = string() else { return nil }
@@ -44,7 +67,7 @@ enum FlatJSON {
                 skipSpace()
                 if take(UInt8(ascii: ",")) { continue }
                 guard take(UInt8(ascii: "}")) else { return nil }
-                return atEnd() ? fields : nil
+                return !last || atEnd() ? fields : nil
             }
         }
 
