@@ -12,11 +12,10 @@
 -- 2. The new rows answer straight from the INSERT's RETURNING; repeats and refusals, which
 --    are rare, are looked up in a second statement only when a batch has any. Before, one
 --    statement joined every answer with a UNION of the new and the repeated rows, whose
---    executor set-up cost more than the insert of a single message.
+--    executor set-up cost about 0.06 ms a call.
 -- Ordering, locking and per-message outcomes are as in 0009 (and 0006, which explains them).
-
-DROP FUNCTION chat_send_messages(bigint[], bigint[], text[], text[], text[], text[], bigint[], text[], bigint[],
-    text[], boolean);
+-- The signature of 0009 stays, calling this one without documents, so that instances not
+-- yet upgraded keep sending while a deployment rolls.
 CREATE FUNCTION chat_send_messages(
     p_room_ids bigint[], p_sender_ids bigint[], p_contents text[], p_types text[],
     p_file_paths text[], p_file_names text[], p_file_sizes bigint[], p_file_content_types text[],
@@ -149,6 +148,21 @@ BEGIN
             WHERE a.outcome <> 'created';
     END IF;
 END
+$$;
+
+CREATE OR REPLACE FUNCTION chat_send_messages(
+    p_room_ids bigint[], p_sender_ids bigint[], p_contents text[], p_types text[],
+    p_file_paths text[], p_file_names text[], p_file_sizes bigint[], p_file_content_types text[],
+    p_reply_to_ids bigint[], p_client_message_ids text[], p_announce boolean)
+RETURNS TABLE (
+    ord integer, outcome text,
+    message_id bigint, room_id bigint, sender_id bigint, sender_name text, message_content text,
+    message_type text, file_path text, file_name text, file_size bigint, reply_to_message_id bigint,
+    client_message_id text, is_edited boolean, is_deleted boolean, edited_at timestamptz,
+    created_at timestamptz, updated_at timestamptz, seq bigint)
+LANGUAGE sql AS $$
+    SELECT * FROM chat_send_messages(p_room_ids, p_sender_ids, p_contents, p_types, p_file_paths, p_file_names,
+        p_file_sizes, p_file_content_types, p_reply_to_ids, p_client_message_ids, NULL::text[], p_announce)
 $$;
 
 INSERT INTO schema_migrations (version) VALUES ('0014') ON CONFLICT DO NOTHING;

@@ -184,6 +184,7 @@ public final class MessageWriter: Service, Sendable {
         } else {
             documents = Array(repeating: nil, count: messages.count)
         }
+        // Closures, not key paths: a key path is projected through the runtime, per element.
         let rows = try await db.query(
             """
             SELECT * FROM chat_send_messages(
@@ -197,7 +198,6 @@ public final class MessageWriter: Service, Sendable {
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
-        // (Closures, not key paths: a key path is projected through the runtime, per element.)
         // The rows come in no particular order; `ord` says whose each is.
         var results = [Result<SendOutcome, ChatError>?](repeating: nil, count: messages.count)
         for row in rows {

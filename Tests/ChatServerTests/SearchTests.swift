@@ -87,6 +87,30 @@ import Testing
         ).map { try $0.decode((String, String, String).self) }
         #expect(differing.isEmpty, "\(differing.prefix(5))")
     }
+
+    /// An instance of the version before `sql/0014` (no documents argument) still sends while
+    /// a deployment rolls, and its messages get the database's document.
+    @Test func theSendSignatureBeforeDocumentsStillStores() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["DATABASE_URL"])
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: url, poolSize: 1))
+        defer { Task { await postgres.shutdown() } }
+        try await withApp { api in
+            let (alice, bob) = (try await api.makeUser(), try await api.makeUser())
+            let room = try await api.makeGroup(alice, with: [bob])
+            let sent = try await postgres.queryRow(
+                """
+                SELECT outcome, seq, message_id
+                FROM chat_send_messages(\([room]), \([alice.id]), \(["Old Instance 안녕"]), \(["text"]),
+                    \([String?.none]), \([String?.none]), \([Int64?.none]), \([String?.none]), \([Int64?.none]),
+                    \([String?.none]), false)
+                """)
+            let (outcome, seq, id) = try sent.decode((String, Int64, Int64).self)
+            #expect(outcome == "created" && seq >= 1)
+            let same = try await postgres.queryRow(
+                "SELECT search_document = chat_search_document('Old Instance 안녕') FROM messages WHERE message_id = \(id)")
+            #expect(try same.decode(Bool.self, column: 0))
+        }
+    }
 }
 
 @Suite struct SearchTests {
