@@ -15,9 +15,17 @@ public struct ValidatedMessage: Sendable {
 }
 
 /// Stores messages with group commit: every send that queues while a batch is being written
-/// goes into the next batch, which is one call of `chat_send_messages` (`sql/0006_send_path.sql`):
-/// one round trip, one transaction and one WAL flush for all of them, with the room locks held
-/// only inside PostgreSQL. A lone send waits for nothing: an idle lane takes it at once.
+/// goes into the next batch, which is one call of `chat_send_messages` (`sql/0006_send_path.sql`,
+/// `sql/0014_send_path_search_documents.sql`): one round trip, one transaction and one WAL
+/// flush for all of them, with the room locks held only inside PostgreSQL. A lone send waits
+/// for nothing: an idle lane takes it at once.
+///
+/// A batch never waits for a room's lock: a room locked by another transaction (another
+/// instance's batch committing, a psql session) is skipped, and its messages, with every later
+/// message of that room on this instance, go to the waiting lane, which writes them in order
+/// and does wait (up to `lock_timeout`). So one locked room holds up its own sends only, and
+/// one lane can carry every other room: the larger its batches, the less each send costs
+/// (Benchmarks/README.md, "Send lanes").
 ///
 /// Each send gets its own answer: the function reports a missing room, a non-member, a bad
 /// reply target or a repeated `client_message_id` per message instead of failing the batch.
@@ -27,7 +35,7 @@ public struct ValidatedMessage: Sendable {
 public final class MessageWriter: Service, Sendable {
     public struct Settings: Sendable {
         /// Batches written concurrently, each on its own pooled connection while it runs; a
-        /// room's sends always share a lane.
+        /// room's sends always share a lane. The waiting lane comes on top.
         public var lanes: Int
         /// Most sends in one batch.
         public var maxBatch: Int
@@ -35,7 +43,7 @@ public final class MessageWriter: Service, Sendable {
         /// `sql/0006_send_path.sql`); off only to measure what the wake-ups cost.
         public var announces: Bool
 
-        public init(lanes: Int = 2, maxBatch: Int = 128, announces: Bool = true) {
+        public init(lanes: Int = 1, maxBatch: Int = 128, announces: Bool = true) {
             self.lanes = lanes
             self.maxBatch = maxBatch
             self.announces = announces
@@ -56,12 +64,63 @@ public final class MessageWriter: Service, Sendable {
     }
 
     private struct State {
+        /// The lanes that skip locked rooms, then the waiting lane.
         var lanes: [Lane]
+        /// Rooms with messages in the waiting lane, and how many: their later messages go
+        /// there too, behind them.
+        var waitingRooms: [Int64: Int] = [:]
         var stopped = false
         /// Whether this database computes search documents as `MessageSearchDocument` does
         /// (nil: not asked yet). Its words are lower-cased by the database's locale; this
         /// server lower-cases ASCII only, which every locale but a few (Turkish) agrees with.
         var searchDocumentsAgree: Bool?
+
+        var waitingLane: Int { lanes.count - 1 }
+
+        /// The next batch of `lane`; for a skipping lane, the messages of rooms that wait
+        /// move to the waiting lane instead (in order). Returns the waiting lane's
+        /// continuation and batch when that lane was idle and now has work.
+        mutating func takeBatch(lane: Int, max: Int) -> (batch: [Pending], wake: (CheckedContinuation<[Pending]?, Never>, [Pending])?) {
+            var batch: [Pending] = []
+            var taken = 0
+            var moved = false
+            for pending in lanes[lane].queue {
+                if batch.count == max { break }
+                taken += 1
+                if lane != waitingLane, waitingRooms[pending.message.roomID] != nil {
+                    lanes[waitingLane].queue.append(pending)
+                    waitingRooms[pending.message.roomID, default: 0] += 1
+                    moved = true
+                } else {
+                    batch.append(pending)
+                }
+            }
+            lanes[lane].queue.removeFirst(taken)
+            return (batch, moved ? wakeWaitingLane(max: max) : nil)
+        }
+
+        /// Moves `pendings` (in order) to the waiting lane.
+        mutating func wait(_ pendings: [Pending], max: Int) -> (CheckedContinuation<[Pending]?, Never>, [Pending])? {
+            for pending in pendings {
+                lanes[waitingLane].queue.append(pending)
+                waitingRooms[pending.message.roomID, default: 0] += 1
+            }
+            return wakeWaitingLane(max: max)
+        }
+
+        /// The waiting lane wrote these: their rooms wait for that many fewer.
+        mutating func waited(_ pendings: [Pending]) {
+            for pending in pendings {
+                let room = pending.message.roomID
+                if let count = waitingRooms[room], count > 1 { waitingRooms[room] = count - 1 } else { waitingRooms[room] = nil }
+            }
+        }
+
+        private mutating func wakeWaitingLane(max: Int) -> (CheckedContinuation<[Pending]?, Never>, [Pending])? {
+            guard let idle = lanes[waitingLane].idle, !lanes[waitingLane].queue.isEmpty else { return nil }
+            lanes[waitingLane].idle = nil
+            return (idle, takeBatch(lane: waitingLane, max: max).batch)
+        }
     }
 
     private let db: PostgresClient
@@ -74,7 +133,7 @@ public final class MessageWriter: Service, Sendable {
         self.settings = Settings(
             lanes: max(1, settings.lanes), maxBatch: max(1, settings.maxBatch), announces: settings.announces)
         self.logger = logger
-        self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: self.settings.lanes)))
+        self.state = NIOLockedValueBox(State(lanes: Array(repeating: Lane(), count: self.settings.lanes + 1)))
     }
 
     /// Stores the message (or finds the earlier one with its `client_message_id`). Throws the
@@ -85,21 +144,23 @@ public final class MessageWriter: Service, Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             enum HandOff {
                 case refused, queued
-                case lane(CheckedContinuation<[Pending]?, Never>, [Pending])
+                case lane(CheckedContinuation<[Pending]?, Never>, [Pending], wake: (CheckedContinuation<[Pending]?, Never>, [Pending])?)
             }
             let handOff = state.withLockedValue { state -> HandOff in
                 guard !state.stopped else { return .refused }
                 state.lanes[lane].queue.append(Pending(message: message, continuation: continuation))
                 guard let idle = state.lanes[lane].idle else { return .queued }
                 state.lanes[lane].idle = nil
-                return .lane(idle, Self.takeBatch(from: &state.lanes[lane], max: settings.maxBatch))
+                let (batch, wake) = state.takeBatch(lane: lane, max: settings.maxBatch)
+                return .lane(idle, batch, wake: wake)
             }
             switch handOff {
             case .refused:
                 continuation.resume(throwing: PostgresError(.poolClosed, message: "the message writer has stopped"))
             case .queued:
                 break
-            case .lane(let idle, let batch):
+            case .lane(let idle, let batch, let wake):
+                if let (waiting, waitingBatch) = wake { waiting.resume(returning: waitingBatch) }
                 idle.resume(returning: batch)
             }
         }
@@ -109,7 +170,7 @@ public final class MessageWriter: Service, Sendable {
         await withGracefulShutdownHandler {
             await withTaskCancellationHandler {
                 await withDiscardingTaskGroup { group in
-                    for lane in 0..<settings.lanes {
+                    for lane in 0...settings.lanes {
                         group.addTask { await self.runLane(lane) }
                     }
                 }
@@ -136,48 +197,57 @@ public final class MessageWriter: Service, Sendable {
     }
 
     private func runLane(_ lane: Int) async {
+        let waits = lane == settings.lanes
         while let batch = await nextBatch(lane: lane) {
-            await write(batch)
+            // A skipping lane may have moved its whole batch to the waiting lane.
+            if !batch.isEmpty { await write(batch, waits: waits) }
+            if waits { state.withLockedValue { $0.waited(batch) } }
         }
     }
 
     /// The lane's next batch, waiting while there is none; nil once stopped and drained.
     private func nextBatch(lane: Int) async -> [Pending]? {
         await withCheckedContinuation { continuation in
-            let ready = state.withLockedValue { state -> [Pending]?? in
+            let (ready, wake) = state.withLockedValue { state -> ([Pending]??, (CheckedContinuation<[Pending]?, Never>, [Pending])?) in
                 if !state.lanes[lane].queue.isEmpty {
-                    return .some(Self.takeBatch(from: &state.lanes[lane], max: settings.maxBatch))
+                    let (batch, wake) = state.takeBatch(lane: lane, max: settings.maxBatch)
+                    return (.some(batch), wake)
                 }
-                if state.stopped { return .some(nil) }
+                // The waiting lane ends last: a skipping lane may still hand it messages.
+                if state.stopped && (lane != state.waitingLane || state.lanes.dropLast().allSatisfy({ $0.queue.isEmpty }))  {
+                    return (.some(nil), nil)
+                }
                 state.lanes[lane].idle = continuation
-                return .none
+                return (.none, nil)
             }
+            if let (waiting, waitingBatch) = wake { waiting.resume(returning: waitingBatch) }
             if let ready { continuation.resume(returning: ready) }
         }
     }
 
-    private static func takeBatch(from lane: inout Lane, max: Int) -> [Pending] {
-        let count = min(max, lane.queue.count)
-        defer { lane.queue.removeFirst(count) }
-        return Array(lane.queue.prefix(count))
-    }
-
-    private func write(_ batch: [Pending]) async {
+    private func write(_ batch: [Pending], waits: Bool) async {
         do {
-            let results = try await insert(batch.map(\.message))
-            for (pending, result) in zip(batch, results) { pending.continuation.resume(returning: result) }
+            let results = try await insert(batch.map(\.message), waits: waits)
+            var busy: [Pending] = []
+            for (pending, result) in zip(batch, results) {
+                if let result { pending.continuation.resume(returning: result) } else { busy.append(pending) }
+            }
+            if !busy.isEmpty, let (waiting, waitingBatch) = state.withLockedValue({ $0.wait(busy, max: settings.maxBatch) }) {
+                waiting.resume(returning: waitingBatch)
+            }
         } catch let error as PostgresError where batch.count > 1 && error.kind == .server && !error.isConnectionLoss {
             logger.notice(
                 "message batch failed; storing its messages one by one",
                 metadata: ["chat.batch_size": "\(batch.count)", "error": "\(String(reflecting: error))"])
-            for pending in batch { await write([pending]) }
+            for pending in batch { await write([pending], waits: waits) }
         } catch {
             for pending in batch { pending.continuation.resume(throwing: error) }
         }
     }
 
-    /// One call of `chat_send_messages`: a result per message, in the order of `messages`.
-    private func insert(_ messages: [ValidatedMessage]) async throws -> [Result<SendOutcome, ChatError>] {
+    /// One call of `chat_send_messages`: a result per message, in the order of `messages`; nil
+    /// for a message whose room was locked (only when the batch does not `wait`).
+    private func insert(_ messages: [ValidatedMessage], waits: Bool) async throws -> [Result<SendOutcome, ChatError>?] {
         let documents: [String?]
         if try await searchDocumentsAgree() {
             documents = messages.map { $0.content.flatMap(MessageSearchDocument.text(of:)) }
@@ -193,19 +263,19 @@ public final class MessageWriter: Service, Sendable {
                 \(messages.map { $0.file?.originalName }), \(messages.map { $0.file?.size }),
                 \(messages.map { $0.file?.contentType }), \(messages.map { $0.replyToMessageID }),
                 \(messages.map { $0.clientMessageID }), \(documents),
-                \(settings.announces))
+                \(settings.announces), \(waits))
             """)
         guard rows.count == messages.count else {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
         // The rows come in no particular order; `ord` says whose each is.
-        var results = [Result<SendOutcome, ChatError>?](repeating: nil, count: messages.count)
+        var results = [Result<SendOutcome, ChatError>??](repeating: nil, count: messages.count)
         for row in rows {
             let index = try row.decode(Int.self, "ord") - 1
             guard messages.indices.contains(index), results[index] == nil else {
                 throw PostgresError(.decoding, message: "chat_send_messages returned a bad ord \(index + 1)", column: "ord")
             }
-            results[index] = try Self.result(of: row, for: messages[index])
+            results[index] = .some(try Self.result(of: row, for: messages[index]))
         }
         return results.map { $0! }
     }
@@ -223,9 +293,11 @@ public final class MessageWriter: Service, Sendable {
         return agree
     }
 
-    private static func result(of row: PostgresRow, for message: ValidatedMessage) throws -> Result<SendOutcome, ChatError> {
+    /// The answer to the message; nil when its room was locked by another transaction.
+    private static func result(of row: PostgresRow, for message: ValidatedMessage) throws -> Result<SendOutcome, ChatError>? {
         let outcome = try row.decode(String.self, "outcome")
         switch outcome {
+        case "room_busy": return nil
         case "created": return .success(SendOutcome(message: try Message(row: row), created: true))
         case "existing": return .success(SendOutcome(message: try Message(row: row), created: false))
         case "room_not_found": return .failure(.notFound("Room not found"))

@@ -90,9 +90,10 @@ public struct AppConfiguration: Sendable {
         /// A session idle inside a transaction this long (a frozen or dead instance) is ended
         /// by PostgreSQL, releasing its locks (`DB_IDLE_IN_TRANSACTION_TIMEOUT_MS`).
         public var idleInTransactionTimeout = Duration.milliseconds(5000)
-        /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`),
+        /// Send batches written at once, each on one pooled connection (`SEND_BATCH_LANES`; the
+        /// waiting lane for locked rooms comes on top),
         /// and the most messages one batch statement stores (`SEND_BATCH_MAX`).
-        public var sendLanes = 2
+        public var sendLanes = 1
         public var sendBatchMax = 128
         /// Apply pending migrations when `serve` starts (`MIGRATE_ON_START`).
         public var migrateOnStart = true

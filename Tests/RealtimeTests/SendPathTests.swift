@@ -238,6 +238,53 @@ import Testing
         }
     }
 
+    /// A batch skips a locked room instead of waiting for it: other rooms' sends are stored
+    /// while the room is held, and the room's own sends, moved to the waiting lane, are stored
+    /// in order once it is released (before its lock timeout).
+    @Test func aLockedRoomWaitsInItsOwnLaneAndKeepsItsOrder() async throws {
+        try await withCluster(1, environment: ["DB_LOCK_TIMEOUT_MS": "60000"]) { cluster in
+            let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))
+            let held = try await cluster.makeGroup(alice, with: [bob])
+            let free = try await cluster.makeGroup(alice, with: [bob])
+            let holder = try await cluster.database.openDedicatedConnection()
+            try await holder.simpleQuery("BEGIN")
+            try await holder.execute("SELECT 1 FROM rooms WHERE room_id = \(held) FOR NO KEY UPDATE")
+            /// Waits until `count` of the server's sessions wait for a lock (the waiting lane).
+            @Sendable func lockWaiters() async throws -> Int {
+                try await cluster.database.queryRow(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%chat_send_messages%'"
+                ).decode(Int.self, column: 0)
+            }
+            let clients = (0..<3).map { _ in cluster.http(cluster.a) }
+            defer { Task { for client in clients { await client.close() } } }
+            @Sendable func post(_ client: Int, _ room: Int64, _ text: String) async throws -> (status: Int, id: Int64?) {
+                let response = try await clients[client].request(
+                    "POST", "/chat/rooms/\(room)/messages/", token: alice.token, json: Body(message_content: text))
+                return (response.status, try? response.object().int("message_id"))
+            }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    let first = try await post(0, held, "first")
+                    #expect(first.status == 201)
+                }
+                while try await lockWaiters() == 0 { try await Task.sleep(for: .milliseconds(20)) }
+                group.addTask {
+                    let second = try await post(1, held, "second")
+                    #expect(second.status == 201)
+                }
+                // Another room goes through while the first room is held.
+                let other = try await post(2, free, "meanwhile")
+                #expect(other.status == 201)
+                try await holder.simpleQuery("ROLLBACK")
+                try await group.waitForAll()
+            }
+            let stored = try await cluster.database.query(
+                "SELECT message_content FROM messages WHERE room_id = \(held) ORDER BY message_id"
+            ).map { try $0.decode(String.self, column: 0) }
+            #expect(stored == ["first", "second"])
+        }
+    }
+
     @Test func aFrozenInstanceDoesNotStallTheRoom() async throws {
         try await withCluster(2) { cluster in
             let (alice, bob) = (try await cluster.makeUser("alice"), try await cluster.makeUser("bob"))

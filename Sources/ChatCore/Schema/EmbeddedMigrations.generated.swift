@@ -1140,13 +1140,17 @@ INSERT INTO schema_migrations (version) VALUES ('0013') ON CONFLICT DO NOTHING;
 --    are rare, are looked up in a second statement only when a batch has any. Before, one
 --    statement joined every answer with a UNION of the new and the repeated rows, whose
 --    executor set-up cost about 0.06 ms a call.
--- Ordering, locking and per-message outcomes are as in 0009 (and 0006, which explains them).
+-- 3. With p_wait false, a room locked by another transaction is skipped (SKIP LOCKED) and its
+--    messages answered `room_busy`: the server writes them again in its waiting lane, with
+--    p_wait true, so a batch never waits for one room's lock (MessageWriter.swift).
+-- Ordering, locking and the other outcomes are as in 0009 (and 0006, which explains them).
 -- The signature of 0009 stays, calling this one without documents, so that instances not
 -- yet upgraded keep sending while a deployment rolls.
 CREATE FUNCTION chat_send_messages(
     p_room_ids bigint[], p_sender_ids bigint[], p_contents text[], p_types text[],
     p_file_paths text[], p_file_names text[], p_file_sizes bigint[], p_file_content_types text[],
-    p_reply_to_ids bigint[], p_client_message_ids text[], p_search_documents text[], p_announce boolean)
+    p_reply_to_ids bigint[], p_client_message_ids text[], p_search_documents text[], p_announce boolean,
+    p_wait boolean DEFAULT true)
 RETURNS TABLE (
     ord integer, outcome text,
     message_id bigint, room_id bigint, sender_id bigint, sender_name text, message_content text,
@@ -1172,6 +1176,7 @@ DECLARE
     j integer;
     current_room bigint;
     room_seq bigint;
+    room_busy boolean;
     found_id bigint;
     sender text;
 BEGIN
@@ -1179,8 +1184,21 @@ BEGIN
         IF current_room IS DISTINCT FROM p_room_ids[i] THEN
             current_room := p_room_ids[i];
             room_seq := NULL;
-            SELECT r.last_seq INTO room_seq FROM rooms r WHERE r.room_id = current_room AND r.is_active
-            FOR NO KEY UPDATE;
+            room_busy := false;
+            IF p_wait THEN
+                SELECT r.last_seq INTO room_seq FROM rooms r WHERE r.room_id = current_room AND r.is_active
+                FOR NO KEY UPDATE;
+            ELSE
+                SELECT r.last_seq INTO room_seq FROM rooms r WHERE r.room_id = current_room AND r.is_active
+                FOR NO KEY UPDATE SKIP LOCKED;
+                -- Skipped: another transaction holds the room (an active one: else not found).
+                room_busy := room_seq IS NULL
+                    AND EXISTS (SELECT 1 FROM rooms r WHERE r.room_id = current_room AND r.is_active);
+            END IF;
+        END IF;
+        IF room_busy THEN
+            outcomes[i] := 'room_busy';
+            CONTINUE;
         END IF;
         IF room_seq IS NULL THEN
             outcomes[i] := 'room_not_found';
