@@ -70,6 +70,9 @@ public final class MessageWriter: Service, Sendable {
         /// there too, behind them.
         var waitingRooms: [Int64: Int] = [:]
         var stopped = false
+        /// Skipping lanes that have ended: the waiting lane ends after all of them, since
+        /// until then one may still hand it messages.
+        var finishedLanes = 0
         /// Whether this database computes search documents as `MessageSearchDocument` does
         /// (nil: not asked yet). Its words are lower-cased by the database's locale; this
         /// server lower-cases ASCII only, which every locale but a few (Turkish) agrees with.
@@ -182,12 +185,12 @@ public final class MessageWriter: Service, Sendable {
         }
     }
 
-    /// No new sends; lanes finish what is queued, then end.
+    /// No new sends; lanes finish what is queued, then end (the waiting lane last).
     private func stop() {
         let idle = state.withLockedValue { state in
             state.stopped = true
             var idle: [CheckedContinuation<[Pending]?, Never>] = []
-            for index in state.lanes.indices {
+            for index in state.lanes.indices where index != state.waitingLane {
                 if let waiting = state.lanes[index].idle { idle.append(waiting) }
                 state.lanes[index].idle = nil
             }
@@ -203,6 +206,15 @@ public final class MessageWriter: Service, Sendable {
             if !batch.isEmpty { await write(batch, waits: waits) }
             if waits { state.withLockedValue { $0.waited(batch) } }
         }
+        guard !waits else { return }
+        // The last skipping lane to end lets the waiting lane end (it is idle: it has no work).
+        let waitingLane = state.withLockedValue { state -> CheckedContinuation<[Pending]?, Never>? in
+            state.finishedLanes += 1
+            guard state.finishedLanes == state.waitingLane, let idle = state.lanes[state.waitingLane].idle else { return nil }
+            state.lanes[state.waitingLane].idle = nil
+            return idle
+        }
+        waitingLane?.resume(returning: nil)
     }
 
     /// The lane's next batch, waiting while there is none; nil once stopped and drained.
@@ -214,7 +226,7 @@ public final class MessageWriter: Service, Sendable {
                     return (.some(batch), wake)
                 }
                 // The waiting lane ends last: a skipping lane may still hand it messages.
-                if state.stopped && (lane != state.waitingLane || state.lanes.dropLast().allSatisfy({ $0.queue.isEmpty }))  {
+                if state.stopped && (lane != state.waitingLane || state.finishedLanes == state.waitingLane) {
                     return (.some(nil), nil)
                 }
                 state.lanes[lane].idle = continuation
