@@ -80,7 +80,7 @@ start_local_postgres() {
         local attempt options
         for attempt in 1 2 3; do
             while port_in_use "$port"; do port=$((port + 1)); done
-            options="-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=300 -c fsync=${PG_FSYNC:-on}"
+            options="-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories='$dir' -c max_connections=500 -c fsync=${PG_FSYNC:-on}"
             [ "$attempt" -eq 1 ] || options="$options -c shared_buffers=32MB -c huge_pages=off -c dynamic_shared_memory_type=mmap"
             log "starting PostgreSQL on 127.0.0.1:$port"
             if as_pg_user "$bin/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 -o "$options" start >/dev/null; then
@@ -143,7 +143,7 @@ start_replica() {
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
-max_connections = 300
+max_connections = 500
 hot_standby_feedback = on
 CONF
     log "starting the replica on 127.0.0.1:$port"

@@ -55,6 +55,9 @@ public final class MessageWriter: Service, Sendable {
         var continuation: CheckedContinuation<Result<SendOutcome, ChatError>, any Error>
     }
 
+    /// An idle lane and the batch to resume it with.
+    private typealias Wake = (lane: CheckedContinuation<[Pending]?, Never>, batch: [Pending])
+
     /// Each lane has its own queue; a room's sends always go to the same lane (`room_id`
     /// modulo the lane count). So two batches of this instance never hold the same room's
     /// lock, and one never waits for the other's commit.
@@ -83,7 +86,7 @@ public final class MessageWriter: Service, Sendable {
         /// The next batch of `lane`; for a skipping lane, the messages of rooms that wait
         /// move to the waiting lane instead (in order). Returns the waiting lane's
         /// continuation and batch when that lane was idle and now has work.
-        mutating func takeBatch(lane: Int, max: Int) -> (batch: [Pending], wake: (CheckedContinuation<[Pending]?, Never>, [Pending])?) {
+        mutating func takeBatch(lane: Int, max: Int) -> (batch: [Pending], wake: Wake?) {
             var batch: [Pending] = []
             var taken = 0
             var moved = false
@@ -103,7 +106,7 @@ public final class MessageWriter: Service, Sendable {
         }
 
         /// Moves `pendings` (in order) to the waiting lane.
-        mutating func wait(_ pendings: [Pending], max: Int) -> (CheckedContinuation<[Pending]?, Never>, [Pending])? {
+        mutating func wait(_ pendings: [Pending], max: Int) -> Wake? {
             for pending in pendings {
                 lanes[waitingLane].queue.append(pending)
                 waitingRooms[pending.message.roomID, default: 0] += 1
@@ -119,7 +122,7 @@ public final class MessageWriter: Service, Sendable {
             }
         }
 
-        private mutating func wakeWaitingLane(max: Int) -> (CheckedContinuation<[Pending]?, Never>, [Pending])? {
+        private mutating func wakeWaitingLane(max: Int) -> Wake? {
             guard let idle = lanes[waitingLane].idle, !lanes[waitingLane].queue.isEmpty else { return nil }
             lanes[waitingLane].idle = nil
             return (idle, takeBatch(lane: waitingLane, max: max).batch)
@@ -147,7 +150,7 @@ public final class MessageWriter: Service, Sendable {
         return try await withCheckedThrowingContinuation { continuation in
             enum HandOff {
                 case refused, queued
-                case lane(CheckedContinuation<[Pending]?, Never>, [Pending], wake: (CheckedContinuation<[Pending]?, Never>, [Pending])?)
+                case lane(CheckedContinuation<[Pending]?, Never>, [Pending], wake: Wake?)
             }
             let handOff = state.withLockedValue { state -> HandOff in
                 guard !state.stopped else { return .refused }
@@ -220,7 +223,7 @@ public final class MessageWriter: Service, Sendable {
     /// The lane's next batch, waiting while there is none; nil once stopped and drained.
     private func nextBatch(lane: Int) async -> [Pending]? {
         await withCheckedContinuation { continuation in
-            let (ready, wake) = state.withLockedValue { state -> ([Pending]??, (CheckedContinuation<[Pending]?, Never>, [Pending])?) in
+            let (ready, wake) = state.withLockedValue { state -> ([Pending]??, Wake?) in
                 if !state.lanes[lane].queue.isEmpty {
                     let (batch, wake) = state.takeBatch(lane: lane, max: settings.maxBatch)
                     return (.some(batch), wake)
@@ -251,7 +254,16 @@ public final class MessageWriter: Service, Sendable {
             logger.notice(
                 "message batch failed; storing its messages one by one",
                 metadata: ["chat.batch_size": "\(batch.count)", "error": "\(String(reflecting: error))"])
-            for pending in batch { await write([pending], waits: waits) }
+            for pending in batch {
+                // A room whose earlier message went to the waiting lane meanwhile: this one
+                // goes behind it, not past it.
+                let (moved, wake) = state.withLockedValue { state -> (Bool, Wake?) in
+                    guard !waits, state.waitingRooms[pending.message.roomID] != nil else { return (false, nil) }
+                    return (true, state.wait([pending], max: settings.maxBatch))
+                }
+                if let (waiting, waitingBatch) = wake { waiting.resume(returning: waitingBatch) }
+                if !moved { await write([pending], waits: waits) }
+            }
         } catch {
             for pending in batch { pending.continuation.resume(throwing: error) }
         }
