@@ -88,7 +88,7 @@ BEGIN
         IF p_client_message_ids[i] IS NOT NULL THEN
             found_id := NULL;
             -- Earlier in this batch (same room, so among the messages queued since its lock)...
-            FOR j IN SELECT unnest(new_ords) LOOP
+            FOREACH j IN ARRAY new_ords LOOP
                 IF p_room_ids[j] = current_room AND p_sender_ids[j] = p_sender_ids[i]
                    AND p_client_message_ids[j] = p_client_message_ids[i] THEN
                     found_id := ids[j];
