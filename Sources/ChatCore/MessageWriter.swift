@@ -15,8 +15,8 @@ public struct ValidatedMessage: Sendable {
 }
 
 /// Stores messages with group commit: every send that queues while a batch is being written
-/// goes into the next batch, which is one call of `chat_send_messages` (`sql/0006_send_path.sql`,
-/// `sql/0014_send_path_search_documents.sql`): one round trip, one transaction and one WAL
+/// goes into the next batch, which is one call of `chat_send_messages` (`sql/0006_send_path.sql`;
+/// today's version is `sql/0015_send_path_set_based.sql`): one round trip, one transaction and one WAL
 /// flush for all of them, with the room locks held only inside PostgreSQL. A lone send waits
 /// for nothing: an idle lane takes it at once.
 ///

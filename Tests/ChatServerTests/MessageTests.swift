@@ -1,4 +1,5 @@
 import Foundation
+import Postgres
 import Testing
 
 @Suite struct MessageTests {
@@ -204,6 +205,69 @@ import Testing
             #expect(
                 try await api.request(.post, "/chat/rooms/\(room)/read", token: b.token, json: ["message_id": "x"]).status
                     == .unprocessableContent)
+        }
+    }
+
+    /// One call of `chat_send_messages` answers each message for itself whatever else its batch
+    /// holds (rooms out of order, a member who left, a deactivated sender, no such room, a room
+    /// another transaction holds) and numbers each room's new messages in input order.
+    @Test func oneBatchAnswersEachMessageForItself() async throws {
+        let url = try #require(ProcessInfo.processInfo.environment["DATABASE_URL"])
+        let postgres = PostgresClient(configuration: PostgresConfiguration(url: url, poolSize: 1))
+        defer { Task { await postgres.shutdown() } }
+        try await withApp { api in
+            let (alice, bob, left, gone) = (
+                try await api.makeUser(), try await api.makeUser(), try await api.makeUser(), try await api.makeUser()
+            )
+            let first = try await api.makeGroup(alice, with: [bob, left, gone])
+            let second = try await api.makeGroup(bob, with: [alice])
+            let held = try await api.makeGroup(alice, with: [bob])
+            _ = try await postgres.execute(
+                "UPDATE room_participants SET is_active = false WHERE room_id = \(first) AND user_id = \(left.id)")
+            _ = try await postgres.execute("UPDATE users SET is_active = false WHERE user_id = \(gone.id)")
+            let holder = try await postgres.openDedicatedConnection()
+            _ = try await holder.simpleQuery("BEGIN; SELECT 1 FROM rooms WHERE room_id = \(held) FOR UPDATE")
+            let sender = try await postgres.openDedicatedConnection()
+            _ = try await sender.simpleQuery("SET chat.announces_own_changes = on")
+
+            let batch: [(room: Int64, sender: Int64, expected: String)] = [
+                (second, bob.id, "created"), (first, alice.id, "created"), (held, alice.id, "room_busy"),
+                (first, left.id, "not_participant"), (9_000_000_000_000, alice.id, "room_not_found"),
+                (first, bob.id, "created"), (first, gone.id, "not_participant"), (second, alice.id, "created"),
+            ]
+            let nulls = [String?](repeating: nil, count: batch.count)
+            let rows = try await sender.query(
+                """
+                SELECT ord, outcome, message_id, seq
+                FROM chat_send_messages(\(batch.map(\.room)), \(batch.map(\.sender)),
+                    \(batch.indices.map { "message \($0)" }), \(batch.map { _ in "text" }), \(nulls), \(nulls),
+                    \([Int64?](repeating: nil, count: batch.count)), \(nulls),
+                    \([Int64?](repeating: nil, count: batch.count)), \(nulls), \(nulls), false, false)
+                """
+            ).map { try $0.decode((Int, String, Int64?, Int64?).self) }
+            _ = try await holder.simpleQuery("ROLLBACK")
+
+            #expect(rows.count == batch.count)
+            let answers = Dictionary(uniqueKeysWithValues: rows.map { ($0.0 - 1, (outcome: $0.1, id: $0.2, seq: $0.3)) })
+            for (index, send) in batch.enumerated() {
+                #expect(answers[index]?.outcome == send.expected, "message \(index)")
+                #expect((answers[index]?.id != nil) == (send.expected == "created"), "message \(index)")
+            }
+            // Within a room, input order is id order and number order, one apart.
+            for (earlier, later) in [(1, 5), (0, 7)] {
+                let (a, b) = (try #require(answers[earlier]), try #require(answers[later]))
+                #expect(a.id! < b.id! && a.seq! + 1 == b.seq!)
+            }
+            let stored = try await postgres.queryRow(
+                "SELECT count(*) FROM messages WHERE room_id IN (\(first), \(second), \(held))"
+            ).decode(Int.self, column: 0)
+            #expect(stored == 4)
+            let heads = try await postgres.query(
+                "SELECT room_id, last_message_id, last_seq FROM rooms WHERE room_id IN (\(first), \(second)) ORDER BY room_id"
+            ).map { try $0.decode((Int64, Int64, Int64).self) }
+            let expectedHeads = [(first, answers[5]!), (second, answers[7]!)].sorted { $0.0 < $1.0 }
+            #expect(heads.map(\.1) == expectedHeads.map { $0.1.id! })
+            #expect(heads.map(\.2) == expectedHeads.map { $0.1.seq! })
         }
     }
 }
