@@ -247,8 +247,10 @@ import Testing
             ).map { try $0.decode((Int, String, Int64?, Int64?).self) }
             _ = try await holder.simpleQuery("ROLLBACK")
 
-            #expect(rows.count == batch.count)
-            let answers = Dictionary(uniqueKeysWithValues: rows.map { ($0.0 - 1, (outcome: $0.1, id: $0.2, seq: $0.3)) })
+            // One answer per message, each naming its message (`ord`, 1-based).
+            #expect(rows.map(\.0).sorted() == Array(1...batch.count))
+            let answers = Dictionary(
+                rows.map { ($0.0 - 1, (outcome: $0.1, id: $0.2, seq: $0.3)) }, uniquingKeysWith: { first, _ in first })
             for (index, send) in batch.enumerated() {
                 #expect(answers[index]?.outcome == send.expected, "message \(index)")
                 #expect((answers[index]?.id != nil) == (send.expected == "created"), "message \(index)")
@@ -256,7 +258,8 @@ import Testing
             // Within a room, input order is id order and number order, one apart.
             for (earlier, later) in [(1, 5), (0, 7)] {
                 let (a, b) = (try #require(answers[earlier]), try #require(answers[later]))
-                #expect(a.id! < b.id! && a.seq! + 1 == b.seq!)
+                let (aID, bID, aSeq, bSeq) = (try #require(a.id), try #require(b.id), try #require(a.seq), try #require(b.seq))
+                #expect(aID < bID && aSeq + 1 == bSeq)
             }
             let stored = try await postgres.queryRow(
                 "SELECT count(*) FROM messages WHERE room_id IN (\(first), \(second), \(held))"
@@ -265,9 +268,10 @@ import Testing
             let heads = try await postgres.query(
                 "SELECT room_id, last_message_id, last_seq FROM rooms WHERE room_id IN (\(first), \(second)) ORDER BY room_id"
             ).map { try $0.decode((Int64, Int64, Int64).self) }
-            let expectedHeads = [(first, answers[5]!), (second, answers[7]!)].sorted { $0.0 < $1.0 }
-            #expect(heads.map(\.1) == expectedHeads.map { $0.1.id! })
-            #expect(heads.map(\.2) == expectedHeads.map { $0.1.seq! })
+            // Each room's head is its last new message.
+            let expectedHeads = [(first, try #require(answers[5])), (second, try #require(answers[7]))].sorted { $0.0 < $1.0 }
+            #expect(heads.map(\.1) == expectedHeads.map { $0.1.id })
+            #expect(heads.map(\.2) == expectedHeads.map { $0.1.seq })
         }
     }
 }
