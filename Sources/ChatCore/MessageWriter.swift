@@ -55,6 +55,14 @@ public final class MessageWriter: Service, Sendable {
         var continuation: CheckedContinuation<Result<SendOutcome, ChatError>, any Error>
     }
 
+    /// What the batch statement says of one message.
+    private enum Answer {
+        /// Stored, found as a repeat, or refused: the send's result.
+        case answered(Result<SendOutcome, ChatError>)
+        /// Its room was locked by another transaction (only when the batch does not wait).
+        case roomBusy
+    }
+
     /// An idle lane and the batch to resume it with.
     private typealias Wake = (lane: CheckedContinuation<[Pending]?, Never>, batch: [Pending])
 
@@ -93,9 +101,7 @@ public final class MessageWriter: Service, Sendable {
             for pending in lanes[lane].queue {
                 if batch.count == max { break }
                 taken += 1
-                if lane != waitingLane, waitingRooms[pending.message.roomID] != nil {
-                    lanes[waitingLane].queue.append(pending)
-                    waitingRooms[pending.message.roomID, default: 0] += 1
+                if lane != waitingLane, queueBehindItsRoom(pending) {
                     moved = true
                 } else {
                     batch.append(pending)
@@ -105,12 +111,22 @@ public final class MessageWriter: Service, Sendable {
             return (batch, moved ? wakeWaitingLane(max: max) : nil)
         }
 
+        /// Puts `pending` in the waiting lane when its room has messages there (so it goes
+        /// behind them, not past them); false when its room does not wait.
+        mutating func queueBehindItsRoom(_ pending: Pending) -> Bool {
+            guard waitingRooms[pending.message.roomID] != nil else { return false }
+            enqueueWaiting(pending)
+            return true
+        }
+
+        private mutating func enqueueWaiting(_ pending: Pending) {
+            lanes[waitingLane].queue.append(pending)
+            waitingRooms[pending.message.roomID, default: 0] += 1
+        }
+
         /// Moves `pendings` (in order) to the waiting lane.
         mutating func wait(_ pendings: [Pending], max: Int) -> Wake? {
-            for pending in pendings {
-                lanes[waitingLane].queue.append(pending)
-                waitingRooms[pending.message.roomID, default: 0] += 1
-            }
+            for pending in pendings { enqueueWaiting(pending) }
             return wakeWaitingLane(max: max)
         }
 
@@ -122,7 +138,8 @@ public final class MessageWriter: Service, Sendable {
             }
         }
 
-        private mutating func wakeWaitingLane(max: Int) -> Wake? {
+        /// The waiting lane and its next batch, when it is idle and has work.
+        mutating func wakeWaitingLane(max: Int) -> Wake? {
             guard let idle = lanes[waitingLane].idle, !lanes[waitingLane].queue.isEmpty else { return nil }
             lanes[waitingLane].idle = nil
             return (idle, takeBatch(lane: waitingLane, max: max).batch)
@@ -242,10 +259,13 @@ public final class MessageWriter: Service, Sendable {
 
     private func write(_ batch: [Pending], waits: Bool) async {
         do {
-            let results = try await insert(batch.map(\.message), waits: waits)
+            let answers = try await insert(batch.map(\.message), waits: waits)
             var busy: [Pending] = []
-            for (pending, result) in zip(batch, results) {
-                if let result { pending.continuation.resume(returning: result) } else { busy.append(pending) }
+            for (pending, answer) in zip(batch, answers) {
+                switch answer {
+                case .answered(let result): pending.continuation.resume(returning: result)
+                case .roomBusy: busy.append(pending)
+                }
             }
             if !busy.isEmpty, let (waiting, waitingBatch) = state.withLockedValue({ $0.wait(busy, max: settings.maxBatch) }) {
                 waiting.resume(returning: waitingBatch)
@@ -258,8 +278,8 @@ public final class MessageWriter: Service, Sendable {
                 // A room whose earlier message went to the waiting lane meanwhile: this one
                 // goes behind it, not past it.
                 let (moved, wake) = state.withLockedValue { state -> (Bool, Wake?) in
-                    guard !waits, state.waitingRooms[pending.message.roomID] != nil else { return (false, nil) }
-                    return (true, state.wait([pending], max: settings.maxBatch))
+                    guard !waits, state.queueBehindItsRoom(pending) else { return (false, nil) }
+                    return (true, state.wakeWaitingLane(max: settings.maxBatch))
                 }
                 if let (waiting, waitingBatch) = wake { waiting.resume(returning: waitingBatch) }
                 if !moved { await write([pending], waits: waits) }
@@ -269,9 +289,8 @@ public final class MessageWriter: Service, Sendable {
         }
     }
 
-    /// One call of `chat_send_messages`: a result per message, in the order of `messages`; nil
-    /// for a message whose room was locked (only when the batch does not `wait`).
-    private func insert(_ messages: [ValidatedMessage], waits: Bool) async throws -> [Result<SendOutcome, ChatError>?] {
+    /// One call of `chat_send_messages`: an answer per message, in the order of `messages`.
+    private func insert(_ messages: [ValidatedMessage], waits: Bool) async throws -> [Answer] {
         let documents: [String?]
         if try await searchDocumentsAgree() {
             documents = messages.map { $0.content.flatMap(MessageSearchDocument.text(of:)) }
@@ -293,15 +312,16 @@ public final class MessageWriter: Service, Sendable {
             throw PostgresError(.unexpectedRowCount, message: "chat_send_messages returned \(rows.count) rows for \(messages.count)")
         }
         // The rows come in no particular order; `ord` says whose each is.
-        var results = [Result<SendOutcome, ChatError>??](repeating: nil, count: messages.count)
+        var answers = [Answer?](repeating: nil, count: messages.count)
         for row in rows {
             let index = try row.decode(Int.self, "ord") - 1
-            guard messages.indices.contains(index), results[index] == nil else {
+            guard messages.indices.contains(index), answers[index] == nil else {
                 throw PostgresError(.decoding, message: "chat_send_messages returned a bad ord \(index + 1)", column: "ord")
             }
-            results[index] = .some(try Self.result(of: row, for: messages[index]))
+            answers[index] = try Self.answer(of: row, for: messages[index])
         }
-        return results.map { $0! }
+        // As many rows as messages, each a different ord: every message has its answer.
+        return answers.map { $0! }
     }
 
     /// Asks the database once whether it computes the documents of a probe text (every ASCII
@@ -317,18 +337,18 @@ public final class MessageWriter: Service, Sendable {
         return agree
     }
 
-    /// The answer to the message; nil when its room was locked by another transaction.
-    private static func result(of row: PostgresRow, for message: ValidatedMessage) throws -> Result<SendOutcome, ChatError>? {
+    /// What a row of `chat_send_messages` says of `message`.
+    private static func answer(of row: PostgresRow, for message: ValidatedMessage) throws -> Answer {
         let outcome = try row.decode(String.self, "outcome")
         switch outcome {
-        case "room_busy": return nil
-        case "created": return .success(SendOutcome(message: try Message(row: row), created: true))
-        case "existing": return .success(SendOutcome(message: try Message(row: row), created: false))
-        case "room_not_found": return .failure(.notFound("Room not found"))
-        case "not_participant": return .failure(.forbidden("You are not a participant of this room"))
+        case "room_busy": return .roomBusy
+        case "created": return .answered(.success(SendOutcome(message: try Message(row: row), created: true)))
+        case "existing": return .answered(.success(SendOutcome(message: try Message(row: row), created: false)))
+        case "room_not_found": return .answered(.failure(.notFound("Room not found")))
+        case "not_participant": return .answered(.failure(.forbidden("You are not a participant of this room")))
         case "bad_reply":
             let replyTo = message.replyToMessageID.map(String.init) ?? ""
-            return .failure(.invalid("reply_to_message_id \(replyTo) is not a message of this room"))
+            return .answered(.failure(.invalid("reply_to_message_id \(replyTo) is not a message of this room")))
         default:
             throw PostgresError(.decoding, message: "unknown send outcome '\(outcome)'", column: "outcome")
         }
