@@ -1,7 +1,6 @@
 import ChatCore
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import Postgres
@@ -89,19 +88,20 @@ public func buildApplication(
         configuration: configuration, db: db, storage: storage, auth: auth, hasher: hasher, logger: logger,
         metrics: serverMetrics, events: events, presence: presenceStore, writer: writer, limits: limits,
         accessLog: accessLog, registry: registry)
+    let connectionTasks = ConnectionTasks()
     let webSocketRouter = Router(context: ChatWebSocketContext.self)
-    WebSocketController(
+    let webSockets = WebSocketController(
         auth: auth, messages: MessageStore(db: db, events: events, writer: writer), rooms: RoomStore(db: db, events: events),
         realtime: RealtimeStore(db: delivery), hub: hub,
         presence: presence, notifier: notifier, files: FileURLs(publicBaseURL: configuration.uploads.publicBaseURL),
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
-        cors: configuration.http.cors, metrics: serverMetrics
-    ).addRoutes(to: webSocketRouter, registry: registry)
+        cors: configuration.http.cors, metrics: serverMetrics, tasks: connectionTasks)
+    webSockets.addRoutes(to: webSocketRouter, registry: registry)
     // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
-    // leaves, the hub stops, then its listener, the writer stores what is queued, the
-    // notifier flushes, and the pool closes last.
+    // leaves, the hub stops, then its listener, the sockets' last work ends, the writer
+    // stores what is queued, the notifier flushes, and the pool closes last.
     var services: [any Service] = [
-        postgres, delivery, notifier, writer, listener, hub, presence, hasher,
+        postgres, delivery, notifier, writer, connectionTasks, listener, hub, presence, hasher,
         WebSocketKeepAlive(sockets: sockets, interval: realtime.pingInterval),
     ]
     if let replicas { services.insert(replicas, at: 1) }
@@ -117,21 +117,12 @@ public func buildApplication(
     let clientTimeout = TimeAmount.milliseconds(configuration.http.idleTimeout.milliseconds)
     var app = Application(
         router: router,
-        server: .guardedHTTP1WebSocketUpgrade(
-            webSocketRouter: webSocketRouter,
-            configuration: .init(
-                // HTTP_IDLE_TIMEOUT_SECONDS bounds every wait on a client: a keep-alive
-                // connection idle between requests, a request body that stops arriving, and
-                // (FirstRequestGuard) a first request head that does not arrive.
-                http1: .init(
-                    additionalChannelHandlers: [BodyReadTimeout(timeout: clientTimeout)], idleTimeout: clientTimeout),
-                ws: WebSocketServerConfiguration(
-                    // Frames up to 1 MiB are read and answered with an error frame when
-                    // they pass the protocol's own limit; larger ones close the socket (1009).
-                    // Pings come from WebSocketKeepAlive, for every socket at once.
-                    maxFrameSize: 1 << 20, autoPing: .disabled,
-                    closeTimeout: .seconds(10))),
-            firstRequestTimeout: clientTimeout),
+        // HTTP_IDLE_TIMEOUT_SECONDS bounds every wait on a client: a keep-alive connection
+        // idle between requests, a request body that stops arriving, and (FirstRequestGuard)
+        // a first request head that does not arrive.
+        server: .chatServer(
+            http1: .init(additionalChannelHandlers: [BodyReadTimeout(timeout: clientTimeout)], idleTimeout: clientTimeout),
+            firstRequestTimeout: clientTimeout, webSocketRouter: webSocketRouter, webSockets: webSockets),
         configuration: .init(
             address: .hostname(configuration.http.host, port: configuration.http.port), serverName: "chat-server"),
         services: services,

@@ -217,31 +217,6 @@ import Testing
         #expect(await socket.session.closeRequested() == .removed)
     }
 
-    /// The reader of a socket ends when its input is closed, and asks for a normal close
-    /// (1000) then: by the time the outbox closes the input for a backlog past the bound, the
-    /// session must already hold its 4408 request, or the reader's could come first.
-    @Test func the4408RequestComesBeforeTheInputCloses() async throws {
-        final class Probe: ChannelInboundHandler, @unchecked Sendable {
-            typealias InboundIn = ByteBuffer
-            let session: SocketSession
-            var closingWhenInputClosed: Bool?
-            init(session: SocketSession) { self.session = session }
-            func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-                if case ChannelEvent.inputClosed? = event as? ChannelEvent { closingWhenInputClosed = session.isClosing }
-                context.fireUserInboundEventTriggered(event)
-            }
-        }
-        let socket = try await makeSocket(frames: 4)
-        let probe = Probe(session: socket.session)
-        try await socket.channel.pipeline.addHandler(probe)
-        try await socket.setWritable(false)
-        var subscription = RoomRegistry.Subscription(session: socket.session, cursor: 0, heldBack: nil)
-        deliver((1...6).map { frame("m\($0)", Int64($0)) }, to: &subscription)
-        #expect(await socket.session.closeRequested() == .tooSlow)
-        await socket.settle()
-        #expect(probe.closingWhenInputClosed == true)
-    }
-
     @Test func aBacklogPastTheByteBoundClosesWith4408() async throws {
         let socket = try await makeSocket(frames: 1000, bytes: 1000)
         try await socket.setWritable(false)

@@ -189,6 +189,40 @@ import Testing
         }
     }
 
+    /// The protocol itself, spoken by the server's channel handler (`WebSocketConnection`):
+    /// a message in fragments is joined (a ping between them is fine), a client's close gets
+    /// its own code back, and a message over 1 MiB or a frame out of place closes the socket
+    /// with 1009.
+    @Test func theProtocolIsSpokenByTheChannel() async throws {
+        try await withCluster(1) { cluster in
+            let alice = try await cluster.makeUser()
+            let room = try await cluster.makeGroup(alice, with: [])
+            let socket = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await socket.send(frame: .text, payload: Array(#"{"type""#.utf8), fin: false)
+            try await socket.send(frame: .ping, payload: [1, 2, 3])
+            try await socket.send(frame: .continuation, payload: Array(#":"pi"#.utf8), fin: false)
+            try await socket.send(frame: .continuation, payload: Array(#"ng"}"#.utf8))
+            #expect(try await socket.nextObject().type == "pong")
+            try await socket.close(code: 4000)
+            #expect(try await socket.closeEvent().code == 4000)
+
+            let tooLarge = try await cluster.socket(cluster.a, room: room, as: alice)
+            let half = [UInt8](repeating: UInt8(ascii: "a"), count: 600_000)
+            try await tooLarge.send(frame: .text, payload: half, fin: false)
+            try await tooLarge.send(frame: .continuation, payload: half)
+            #expect(try await tooLarge.closeEvent().code == 1009)
+
+            let stray = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await stray.send(frame: .continuation, payload: [UInt8(ascii: "a")])
+            #expect(try await stray.closeEvent().code == 1009)
+
+            let interleaved = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")], fin: false)
+            try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")])
+            #expect(try await interleaved.closeEvent().code == 1009)
+        }
+    }
+
     @Test func membershipChangesAreAnnouncedAndCutAccess() async throws {
         try await withCluster(1) { cluster in
             let (owner, bob, carol) = (try await cluster.makeUser(), try await cluster.makeUser(), try await cluster.makeUser())

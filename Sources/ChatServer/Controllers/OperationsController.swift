@@ -72,7 +72,7 @@ struct OperationsController {
             metrics.setProcessMetrics()
             metrics.setConnectionObjects(
                 sessions: SocketSession.alive.withLockedValue { $0 },
-                upgradeContexts: WebSocketReferenceSlot.alive.withLockedValue { $0 })
+                upgradeContexts: AdmissionSlot.alive.withLockedValue { $0 })
             var buffer: [UInt8] = []
             metrics.registry.emit(into: &buffer)
             return Response(

@@ -1,6 +1,5 @@
 import Hummingbird
 import HummingbirdCore
-import HummingbirdWebSocket
 import Logging
 import NIOCore
 import NIOHTTP1
@@ -111,46 +110,5 @@ final class BodyReadTimeout: ChannelInboundHandler, RemovableChannelHandler {
             break
         }
         context.fireChannelRead(data)
-    }
-}
-
-/// `ServerChildChannel` that installs a `FirstRequestGuard` behind the HTTP codec of
-/// hummingbird-websocket's upgradable HTTP/1 channel.
-struct GuardedHTTP1WebSocketChannel: ServerChildChannel {
-    typealias Value = HTTP1WebSocketUpgradeChannel.Value
-    let inner: HTTP1WebSocketUpgradeChannel
-    let firstRequestTimeout: TimeAmount
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let operations = channel.pipeline.syncOperations
-            try operations.addHandler(
-                FirstRequestGuard(timeout: firstRequestTimeout),
-                // [response encoder, request decoder, guard, upgrader]: the guard reads parsed
-                // parts and its answer goes out through the encoder.
-                position: .after(try operations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)))
-            return value
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await inner.handle(value: value, logger: logger)
-    }
-}
-
-extension HTTPServerBuilder {
-    /// hummingbird-websocket's `http1WebSocketUpgrade`, with the first request guarded
-    /// (`FirstRequestGuard`).
-    static func guardedHTTP1WebSocketUpgrade<WSResponderBuilder: HTTPResponderBuilder>(
-        webSocketRouter: WSResponderBuilder, configuration: HTTP1WebSocketUpgradeChannel.Configuration,
-        firstRequestTimeout: TimeAmount
-    ) -> HTTPServerBuilder where WSResponderBuilder.Responder.Context: WebSocketRequestContext {
-        let webSocketResponder = webSocketRouter.buildResponder()
-        return .init { responder in
-            GuardedHTTP1WebSocketChannel(
-                inner: HTTP1WebSocketUpgradeChannel(
-                    responder: responder, webSocketResponder: webSocketResponder, configuration: configuration),
-                firstRequestTimeout: firstRequestTimeout)
-        }
     }
 }

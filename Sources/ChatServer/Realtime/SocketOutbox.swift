@@ -51,8 +51,8 @@ struct WireFrame: Sendable {
 /// in order, until the channel drains. The frames waiting here are the socket's unsent
 /// backlog: past the session's limit (`WS_OUTBOUND_QUEUE_FRAMES` / `_BYTES`) the backlog is
 /// dropped and the session asked to close with 4408, so a client that does not read costs
-/// bounded memory and never slows the others. Frames the WebSocket library writes itself
-/// (close, pong) pass through.
+/// bounded memory and never slows the others. Frames the connection writes itself (close,
+/// pong: `WebSocketConnection`, through NIO's frame encoder) pass through.
 ///
 /// It also notes when the client last sent anything, for the keep-alive
 /// (`WebSocketKeepAlive`), which needs no task or timer per socket either.
@@ -160,15 +160,13 @@ final class SocketOutbox: ChannelDuplexHandler, RemovableChannelHandler, @unchec
     }
 
     /// Stops writing: what is queued is dropped (the session is closing, its close frame
-    /// goes next) and waiting catch-ups resume. The socket's reader is told that the input
-    /// is over, so it stops reading and the socket's task goes on to send the close frame.
+    /// goes next) and waiting catch-ups resume.
     func close() {
         guard !closed else { return }
         closed = true
         backlog.removeAll()
         backlogBytes = 0
         resumeSpaceWaiters()
-        context?.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
     }
 
     private var hasHalfRoom: Bool {

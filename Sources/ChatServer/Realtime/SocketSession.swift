@@ -31,6 +31,8 @@ final class SocketSession: Sendable {
         static let tooManySockets = CloseRequest(code: 4429, reason: "Too many open sockets for this user")
         /// The client answered no ping for a whole `WS_PING_SECONDS`: gone, as far as we can tell.
         static let pingTimeout = CloseRequest(code: 1001, reason: "Ping timeout")
+        /// A client message over 1 MiB, or a frame that breaks the WebSocket protocol.
+        static let malformed = CloseRequest(code: 1009, reason: "Message too large or malformed frame")
     }
 
     struct Limits: Sendable {
@@ -55,8 +57,11 @@ final class SocketSession: Sendable {
     let limits: Limits
     /// The token's `exp`: the socket is closed (4401) once it passes.
     let tokenExpiresAt: Date
-    /// Where this socket's frames are written; `SocketOutbox.install` puts it in the pipeline.
+    /// Where this socket's frames are written; `install` puts it in the pipeline.
     let outbox: SocketOutbox
+    /// The socket's protocol handler, told when the session is asked to close (it writes the
+    /// close frame). Weak: the connection owns its session.
+    weak let connection: WebSocketConnection?
     private let state = NIOLockedValueBox(State())
 
     /// Sessions alive (`chat_ws_sessions`): the number of open sockets, unless one leaks.
@@ -66,7 +71,10 @@ final class SocketSession: Sendable {
         Self.alive.withLockedValue { $0 -= 1 }
     }
 
-    init(user: User, kind: Kind, limits: Limits, eventLoop: any EventLoop, tokenExpiresAt: Date = .distantFuture) {
+    init(
+        user: User, kind: Kind, limits: Limits, eventLoop: any EventLoop, tokenExpiresAt: Date = .distantFuture,
+        connection: WebSocketConnection? = nil
+    ) {
         Self.alive.withLockedValue { $0 += 1 }
         self.id = Self.ids.withLockedValue {
             $0 += 1
@@ -76,6 +84,7 @@ final class SocketSession: Sendable {
         self.kind = kind
         self.limits = limits
         self.tokenExpiresAt = tokenExpiresAt
+        self.connection = connection
         self.outbox = SocketOutbox(eventLoop: eventLoop, limits: limits)
         outbox.session = self
     }
@@ -83,10 +92,12 @@ final class SocketSession: Sendable {
     /// Puts the outbox at the head of `channel`'s pipeline, next to the socket: it writes
     /// encoded frames and sees every byte the client sends.
     func install(on channel: any Channel) async throws {
-        let outbox = self.outbox
-        try await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.addHandler(outbox, position: .first)
-        }.get()
+        try await channel.eventLoop.submit { try self.install(in: channel.pipeline.syncOperations) }.get()
+    }
+
+    /// `install(on:)`, on the channel's event loop.
+    func install(in pipeline: ChannelPipeline.SynchronousOperations) throws {
+        try pipeline.addHandler(outbox, position: .first)
     }
 
     var isClosing: Bool { state.withLockedValue { $0.closeRequest != nil } }
@@ -139,8 +150,9 @@ final class SocketSession: Sendable {
         }
     }
 
-    /// Asks the socket's handler to close with `request`; the first request wins. Frames
-    /// not yet written are dropped, so the close frame is the next thing the client reads.
+    /// Asks the socket to close with `request`; the first request wins. Frames not yet
+    /// written are dropped, so the close frame (written by the connection) is the next thing
+    /// the client reads.
     func requestClose(_ request: CloseRequest) {
         let first: (waiters: [CheckedContinuation<Void, Never>], closeWaiter: CheckedContinuation<CloseRequest, Never>?)? =
             state.withLockedValue { state in
@@ -154,7 +166,16 @@ final class SocketSession: Sendable {
             }
         guard let first else { return }
         let outbox = self.outbox
-        if outbox.eventLoop.inEventLoop { outbox.close() } else { outbox.eventLoop.execute { outbox.close() } }
+        let connection = self.connection
+        if outbox.eventLoop.inEventLoop {
+            outbox.close()
+            connection?.closeRequested(request)
+        } else {
+            outbox.eventLoop.execute {
+                outbox.close()
+                connection?.closeRequested(request)
+            }
+        }
         first.waiters.forEach { $0.resume() }
         first.closeWaiter?.resume(returning: request)
     }

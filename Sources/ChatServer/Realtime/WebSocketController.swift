@@ -1,53 +1,22 @@
 import ChatCore
 import Foundation
 import Hummingbird
-import HummingbirdWebSocket
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOWebSocket
 
-/// The request context of WebSocket upgrades. It keeps the channel, so that a socket whose
-/// client stopped reading can be cut off even when its close frame cannot be written, and
-/// the admission decided before the upgrade response.
-struct ChatWebSocketContext: RequestContext, WebSocketRequestContext {
+/// The request context of WebSocket upgrade requests (`ChatServerChannel` runs the
+/// WebSocket routes with it before answering the upgrade): the channel, and the admission
+/// the route decided.
+struct ChatWebSocketContext: RequestContext {
     var coreContext: CoreRequestContextStorage
-    let webSocketSlot = WebSocketReferenceSlot()
     let channel: any Channel
     let admission = AdmissionSlot()
-
-    var webSocket: WebSocketHandlerReference<ChatWebSocketContext> { webSocketSlot.reference }
 
     init(source: ApplicationRequestContextSource) {
         self.coreContext = .init(source: source)
         self.channel = source.channel
-    }
-}
-
-/// Works around a retain cycle in hummingbird-websocket 2.8.1: its router stores the request
-/// context inside the context's own `webSocket` box (`WebSocketHandlerReference.handler`) and
-/// never clears it, so every upgrade, accepted or refused, leaked its context, channel and
-/// handler (about 7 KB). The box lives in this slot instead, and the socket's handler empties
-/// the slot as soon as it runs, which breaks the cycle.
-final class WebSocketReferenceSlot: Sendable {
-    private let box = NIOLockedValueBox<WebSocketHandlerReference<ChatWebSocketContext>?>(.init())
-
-    /// Upgrade contexts alive (`chat_ws_upgrade_contexts`): back to the number of open
-    /// sockets once upgrades end, unless a context leaks (the test of the workaround above).
-    static let alive = NIOLockedValueBox(0)
-
-    init() {
-        Self.alive.withLockedValue { $0 += 1 }
-    }
-
-    deinit {
-        Self.alive.withLockedValue { $0 -= 1 }
-    }
-
-    var reference: WebSocketHandlerReference<ChatWebSocketContext> { box.withLockedValue { $0 } ?? .init() }
-
-    func release() {
-        box.withLockedValue { $0 = nil }
     }
 }
 
@@ -60,6 +29,19 @@ enum Admission: Sendable {
 
 final class AdmissionSlot: Sendable {
     private let value = NIOLockedValueBox<Admission?>(nil)
+
+    /// Upgrade contexts alive (`chat_ws_upgrade_contexts`): back to zero once upgrades have
+    /// been answered, unless a context leaks (hummingbird-websocket 2.8.1 leaked every one).
+    static let alive = NIOLockedValueBox(0)
+
+    init() {
+        Self.alive.withLockedValue { $0 += 1 }
+    }
+
+    deinit {
+        Self.alive.withLockedValue { $0 -= 1 }
+    }
+
     func set(_ admission: Admission) { value.withLockedValue { $0 = admission } }
     var admission: Admission? { value.withLockedValue { $0 } }
 }
@@ -86,6 +68,8 @@ struct WebSocketController {
     let cors: CORSPolicy
 
     let metrics: ServerMetrics
+    /// Where admission, subscriptions and client messages run (sockets keep no task).
+    let tasks: ConnectionTasks
 
     struct Rejection: Error {
         var code: Int
@@ -95,64 +79,18 @@ struct WebSocketController {
     func addRoutes(to router: Router<ChatWebSocketContext>, registry: RouteRegistry) {
         registry.recordWebSocket("chat/ws/:room_id")
         registry.recordWebSocket("chat/ws")
-        // Admission runs before the upgrade is answered: a room socket starts from the room's
-        // newest change at that moment, so a message the client sends right after the
-        // socket opened (over REST, say) cannot slip past it. Refusals still upgrade, then
-        // close with the code (browsers cannot read an HTTP error of a WebSocket request).
-        router.ws(
-            "chat/ws/:room_id",
-            shouldUpgrade: { request, context in
-                context.admission.set(await inShortTask { await admit(request, context: context, room: true) })
-                return .upgrade([:])
-            }
-        ) { inbound, outbound, context in
-            await serve(inbound: inbound, outbound: outbound, context: context)
+        // Admission runs before the upgrade is answered (`ChatServerChannel`): a room socket
+        // starts from the room's newest change at that moment, so a message the client sends
+        // right after the socket opened (over REST, say) cannot slip past it. Refusals still
+        // upgrade, then close with the code (browsers cannot read an HTTP error of a
+        // WebSocket request).
+        router.get("chat/ws/:room_id") { request, context -> HTTPResponse.Status in
+            context.admission.set(await admit(request, context: context, room: true))
+            return .ok
         }
-        router.ws(
-            "chat/ws",
-            shouldUpgrade: { request, context in
-                context.admission.set(await inShortTask { await admit(request, context: context, room: false) })
-                return .upgrade([:])
-            }
-        ) { inbound, outbound, context in
-            await serve(inbound: inbound, outbound: outbound, context: context)
-        }
-    }
-
-    private func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
-        context: WebSocketRouterContext<ChatWebSocketContext>
-    ) async {
-        context.requestContext.webSocketSlot.release()
-        switch context.requestContext.admission.admission {
-        case .admitted(let user, let kind, let catchUp, let tokenExpiresAt):
-            let channel = context.requestContext.channel
-            let session = SocketSession(
-                user: user, kind: kind, limits: limits, eventLoop: channel.eventLoop, tokenExpiresAt: tokenExpiresAt)
-            sockets.opened(session, channel: channel)
-            await Self.boundBuffers(of: channel)
-            let request: SocketSession.CloseRequest
-            do {
-                try await session.install(on: channel)
-                request = await run(session, catchUp: catchUp, inbound: inbound)
-            } catch {
-                request = .normal  // the connection closed before the socket was set up
-            }
-            if request == .tooSlow {
-                metrics.slowClientCloses.increment()
-                await Self.closeBehindClient(channel, request)
-            } else if request == .pingTimeout {
-                // Presumed gone: the close frame is a courtesy, nobody waits for an answer.
-                channel.writeAndFlush(Self.closeFrame(request, allocator: channel.allocator), promise: nil)
-                try? await channel.close()
-            } else {
-                await close(outbound, context: context, code: request.code, reason: request.reason)
-            }
-            sockets.closed(session)
-        case .rejected(let code, let reason):
-            await close(outbound, context: context, code: code, reason: reason)
-        case nil:
-            await close(outbound, context: context, code: 1011, reason: "Server error, try again later")
+        router.get("chat/ws") { request, context -> HTTPResponse.Status in
+            context.admission.set(await admit(request, context: context, room: false))
+            return .ok
         }
     }
 
@@ -243,63 +181,102 @@ struct WebSocketController {
 
     // MARK: Serving an admitted socket
 
-    /// Serves the socket until it is asked to close: the subscription (and catch-up) in a
-    /// child task that ends once the socket is live, client frames here. Frames to the client
-    /// need no task: the hub and this controller hand them to the session's outbox. A close
-    /// requested from elsewhere (removal, 4408, shutdown, ping timeout) ends the reading: the
-    /// outbox tells the inbound stream that the input is over. An idle socket is thus one
-    /// suspended task, its connection's.
-    private func run(
-        _ session: SocketSession, catchUp: RealtimeHub.CatchUp?, inbound: WebSocketInboundStream
-    ) async -> SocketSession.CloseRequest {
-        let roomID: Int64
-        if case .room(let id) = session.kind { roomID = id } else { roomID = 0 }
-        let open = metrics.openSockets(kind: roomID == 0 ? "user" : "room")
-        open.increment()
-        defer { open.decrement() }
-        let input = SocketInput(limits: rateLimits)
-        // Discarding: the finished subscription frees its memory at once instead of waiting
-        // in the group for the socket's lifetime.
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                do {
-                    switch session.kind {
-                    case .room(let roomID):
-                        try await hub.subscribe(
-                            session, roomID: roomID, catchUp: catchUp ?? .init(messagesAfter: nil, changesAfter: 0, memberThrough: 0))
-                    case .userStream:
-                        try await hub.subscribeUserStream(session)
-                    }
-                } catch {
-                    session.requestClose(.init(code: 1011, reason: "Server error, try again later"))
-                }
-            }
-            // Presence is recorded alongside the subscription (a slow presence write never
-            // delays delivery), and client frames wait for both: once the server answers a
-            // frame, the socket is live and the user shows as online everywhere.
-            await inShortTask {
-                await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: roomID)
-            }
-            await session.subscribed()
+    /// An admitted socket as the controller serves it.
+    struct AdmittedSocket: Sendable {
+        let session: SocketSession
+        let catchUp: RealtimeHub.CatchUp?
+        let input: SocketInput
+        /// Succeeded once the subscription's task has ended (the socket is live, or closing).
+        let subscription: EventLoopPromise<Void>
+
+        var roomID: Int64 {
+            if case .room(let id) = session.kind { return id }
+            return 0
+        }
+    }
+
+    /// Makes the session of a socket just upgraded, on its channel's event loop: its outbox
+    /// goes to the head of the pipeline and its buffers are bounded.
+    func open(
+        user: User, kind: SocketSession.Kind, catchUp: RealtimeHub.CatchUp?, tokenExpiresAt: Date,
+        connection: WebSocketConnection, channel: any Channel
+    ) throws -> AdmittedSocket {
+        let session = SocketSession(
+            user: user, kind: kind, limits: limits, eventLoop: channel.eventLoop, tokenExpiresAt: tokenExpiresAt,
+            connection: connection)
+        if let options = channel.syncOptions {
+            try options.setOption(ChannelOptions.writeBufferWaterMark, value: Self.writeBufferWaterMark)
+            try options.setOption(ChannelOptions.socketOption(.so_sndbuf), value: SocketOptionValue(Self.kernelSendBufferBytes))
+            // A channel keeps its last receive buffer for the next read: client frames are
+            // small, so start small (NIO grows it for a client that sends more).
+            try options.setOption(ChannelOptions.recvAllocator, value: Self.receiveBuffers)
+        }
+        try session.install(in: channel.pipeline.syncOperations)
+        return AdmittedSocket(
+            session: session, catchUp: catchUp, input: SocketInput(limits: rateLimits),
+            subscription: channel.eventLoop.makePromise())
+    }
+
+    /// Counts the socket as open (it is asked to close at once when its user holds too many,
+    /// or the instance is shutting down) and starts its subscription, with its catch-up, in
+    /// a task that ends once the socket is live.
+    func opened(_ socket: AdmittedSocket, channel: any Channel) {
+        metrics.openSockets(kind: socket.roomID == 0 ? "user" : "room").increment()
+        sockets.opened(socket.session, channel: channel)
+        let hub = self.hub
+        let started = tasks.start {
             do {
-                var messages = inbound.messages(maxSize: 1 << 20).makeAsyncIterator()
-                while !session.isClosing, let message = try await messages.next() {
-                    await handle(message, from: session, input: input)
+                switch socket.session.kind {
+                case .room(let roomID):
+                    try await hub.subscribe(
+                        socket.session, roomID: roomID,
+                        catchUp: socket.catchUp ?? .init(messagesAfter: nil, changesAfter: 0, memberThrough: 0))
+                case .userStream:
+                    try await hub.subscribeUserStream(socket.session)
                 }
-                session.requestClose(.normal)
             } catch {
-                // A message over 1 MiB, or a frame that breaks the protocol.
-                session.requestClose(.init(code: 1009, reason: "Message too large or malformed frame"))
+                socket.session.requestClose(.init(code: 1011, reason: "Server error, try again later"))
             }
+            socket.subscription.succeed()
         }
-        let request = await session.closeRequested()
-        hub.unsubscribe(session)
-        if input.isTyping {
-            notifier.send(
-                .live(roomID: roomID, .typing(userID: session.user.id, userName: session.user.name, isTyping: false)))
+        if !started {
+            socket.session.requestClose(.goingAway)
+            socket.subscription.succeed()
         }
-        presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: roomID)
-        return request
+    }
+
+    /// The socket's connection closed.
+    func disconnected(_ socket: AdmittedSocket) {
+        sockets.closed(socket.session)
+    }
+
+    /// Does what the socket's connection handed over (one item at a time per socket, in the
+    /// order `SocketWork` describes).
+    func perform(_ work: SocketWork, for socket: AdmittedSocket) async {
+        let session = socket.session
+        switch work {
+        case .start:
+            // Presence is recorded alongside the subscription (a slow presence write never
+            // delays delivery), and client messages wait for both: once the server answers
+            // one, the socket is live and the user shows as online everywhere.
+            await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: socket.roomID)
+            await session.subscribed()
+        case .message(let message):
+            guard !session.isClosing else { return }
+            await handle(message, from: session, input: socket.input)
+        case .finish(let request):
+            try? await socket.subscription.futureResult.get()
+            hub.unsubscribe(session)
+            if socket.input.isTyping {
+                notifier.send(
+                    .live(
+                        roomID: socket.roomID,
+                        .typing(userID: session.user.id, userName: session.user.name, isTyping: false)))
+            }
+            presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: socket.roomID)
+            metrics.openSockets(kind: socket.roomID == 0 ? "user" : "room").decrement()
+            if request == .tooSlow { metrics.slowClientCloses.increment() }
+        }
     }
 
     /// Bytes a socket may have in flight below its outbox's backlog: NIO's write buffer
@@ -307,74 +284,11 @@ struct WebSocketController {
     /// falls behind still has to read before its 4408 close frame is small too.
     static let writeBufferWaterMark = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
     static let kernelSendBufferBytes = 64 * 1024
-    /// How long a client that fell behind has to read its close frame before the connection is cut.
-    static let slowClientGrace = Duration.seconds(30)
-
-    private static func boundBuffers(of channel: any Channel) async {
-        try? await channel.setOption(ChannelOptions.writeBufferWaterMark, value: writeBufferWaterMark).get()
-        try? await channel.setOption(ChannelOptions.socketOption(.so_sndbuf), value: SocketOptionValue(kernelSendBufferBytes)).get()
-        // A channel keeps its last receive buffer for the next read: client frames are small,
-        // so start small (NIO grows it for a client that sends more).
-        try? await channel.setOption(ChannelOptions.recvAllocator, value: receiveBuffers).get()
-    }
-
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: 256, maximum: 1 << 16)
-
-    /// Closes a socket whose client fell behind (4408). Its unsent frames were dropped
-    /// (`SocketSession`); the close frame goes to the channel directly, not through the
-    /// WebSocket writer (which waits while the client is not reading), so it is the next
-    /// thing the client reads after the few kilobytes already in flight. Then the output is
-    /// shut (a FIN follows the frame) and the connection is closed once the client hung up or
-    /// after `slowClientGrace`.
-    private static func closeBehindClient(_ channel: any Channel, _ request: SocketSession.CloseRequest) async {
-        let frame = closeFrame(request, allocator: channel.allocator)
-        _ = await finished(within: slowClientGrace) {
-            guard (try? await channel.writeAndFlush(frame)) != nil else { return }
-            try? await channel.close(mode: .output)
-            try? await channel.closeFuture.get()
-        }
-        try? await channel.close()
-    }
-
-    private static func closeFrame(_ request: SocketSession.CloseRequest, allocator: ByteBufferAllocator) -> WebSocketFrame {
-        var data = allocator.buffer(capacity: 2 + request.reason.utf8.count)
-        data.write(webSocketErrorCode: .init(codeNumber: request.code))
-        data.writeString(request.reason)
-        return WebSocketFrame(fin: true, opcode: .connectionClose, data: data)
-    }
-
-    /// Sends the close frame; if the client does not read (so the frame cannot be written
-    /// within 10 seconds), closes the connection outright.
-    private func close(
-        _ outbound: WebSocketOutboundWriter, context: WebSocketRouterContext<ChatWebSocketContext>, code: Int,
-        reason: String
-    ) async {
-        let closeCode: WebSocketErrorCode = code == 1000 ? .normalClosure : .init(codeNumber: code)
-        if !(await Self.finished(within: .seconds(10)) { try? await outbound.close(closeCode, reason: reason) }) {
-            try? await context.requestContext.channel.close()
-        }
-    }
-
-    /// Runs `work`, abandoning it after `timeout`: whether it finished in time.
-    private static func finished(within timeout: Duration, _ work: @escaping @Sendable () async -> Void) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                await work()
-                return true
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return false
-            }
-            let first = await group.next() ?? false
-            group.cancelAll()
-            return first
-        }
-    }
 
     // MARK: Client frames
 
-    private func handle(_ message: WebSocketMessage, from session: SocketSession, input: SocketInput) async {
+    private func handle(_ message: ClientMessage, from session: SocketSession, input: SocketInput) async {
         /// An `error` frame for a frame that cannot be handled, within the socket's frame budget.
         func refuse(_ detail: String) {
             if input.admitOther(session) { session.send(ServerFrame.error(detail)) }
@@ -465,8 +379,8 @@ struct WebSocketController {
 
 /// What a socket's client frames have used up: whether its user is shown as typing (to send
 /// `false` when it closes), and its frame budgets.
-private final class SocketInput: @unchecked Sendable {
-    // Touched only by the socket's inbound task and, after it ended, by the handler.
+final class SocketInput: @unchecked Sendable {
+    // Touched only by the socket's work (`SocketWork`), one item at a time.
     var isTyping = false
     private let typingLimit: RateLimit
     private let otherLimit: RateLimit
@@ -496,18 +410,5 @@ private final class SocketInput: @unchecked Sendable {
         }
         warned = false
         return true
-    }
-}
-
-/// Runs `work` in a child task of its own and returns its result.
-///
-/// A task keeps the stack slabs its deepest call needed until the task ends, and a socket's
-/// tasks live as long as the socket: a database round trip on one of them (admission,
-/// presence) would leave several kilobytes behind on every idle socket. Run there, the
-/// slabs go with the child.
-func inShortTask<T: Sendable>(_ work: @escaping @Sendable () async -> T) async -> T {
-    await withTaskGroup(of: T.self) { group in
-        group.addTask { await work() }
-        return await group.next()!
     }
 }

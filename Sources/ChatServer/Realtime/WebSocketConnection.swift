@@ -1,0 +1,280 @@
+import ChatCore
+import NIOCore
+import NIOWebSocket
+
+/// A message a client sent on its socket, its fragments joined.
+enum ClientMessage: Sendable {
+    case text(String)
+    case binary
+}
+
+/// What a socket's connection asks the controller to do, one at a time and in this order:
+/// `start` once, then each client message, then `finish` once.
+enum SocketWork: Sendable {
+    /// The socket is open: record presence, and return once its subscription is live.
+    case start
+    case message(ClientMessage)
+    /// The socket is closing (`request` says why): leave the rooms and presence.
+    case finish(SocketSession.CloseRequest)
+}
+
+/// One upgraded WebSocket, served by a channel handler instead of a task.
+///
+/// An idle socket thus holds no task and no task stack: the connection task ends with the
+/// upgrade, and this handler (behind NIO's frame decoder and encoder) speaks the protocol
+/// on the channel's event loop: it joins fragments (a message over 1 MiB closes the socket
+/// with 1009), answers pings, runs the close handshake, and hands what needs the database to
+/// the controller as `SocketWork`. That work runs in `ConnectionTasks`, one item at a time
+/// per socket, in a task that exists only while there is work: a client that sends a message
+/// costs one short task, not one for its socket's lifetime. Reading stops while a socket has
+/// `maxPendingWork` items waiting, so a client cannot queue more than that.
+///
+/// Closing. A close asked for elsewhere (`SocketSession.requestClose`: removal, 4408, 4401,
+/// shutdown, ping timeout) writes the close frame at once, ahead of anything unsent (the
+/// outbox dropped it), then waits for the client's close frame to hang up, up to
+/// `closeTimeout` (`slowClientGrace` for a client too slow to read, whose output is shut
+/// after the frame). A client's close frame is answered with its code and the connection
+/// closed. A refused socket gets its close frame the same way, and nothing else.
+///
+/// Every member is touched on the channel's event loop only.
+final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, @unchecked Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    /// The largest message a client may send (its frames joined).
+    static let maxMessageBytes = 1 << 20
+    /// How long a client has to answer the server's close frame.
+    static let closeTimeout = TimeAmount.seconds(10)
+    /// How long a client that fell behind has to read its close frame before the connection is cut.
+    static let slowClientGrace = TimeAmount.seconds(30)
+    static let maxPendingWork = 8
+
+    private enum Phase {
+        case open
+        /// Our close frame is written; waiting for the client's, or for `deadline`.
+        case closing(deadline: Scheduled<Void>?)
+        case closed
+    }
+
+    private let admission: Admission
+    private let controller: WebSocketController
+    private var context: ChannelHandlerContext?
+    private var socket: WebSocketController.AdmittedSocket?
+    private var phase = Phase.open
+    /// A message's frames so far (the first had no FIN).
+    private var fragments: ByteBuffer?
+    private var fragmentsAreText = false
+    /// Work waiting for the controller, and whether a task is taking it.
+    private var pending = CircularBuffer<SocketWork>()
+    private var working = false
+    /// A read NIO asked for while too much work waited.
+    private var readHeld = false
+
+    init(admission: Admission, controller: WebSocketController) {
+        self.admission = admission
+        self.controller = controller
+    }
+
+    // MARK: Opening
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        switch admission {
+        case .rejected(let code, let reason):
+            close(with: .init(code: code, reason: reason))
+        case .admitted(let user, let kind, let catchUp, let tokenExpiresAt):
+            do {
+                let socket = try controller.open(
+                    user: user, kind: kind, catchUp: catchUp, tokenExpiresAt: tokenExpiresAt, connection: self,
+                    channel: context.channel)
+                self.socket = socket
+                add(.start)
+                controller.opened(socket, channel: context.channel)  // may ask it to close at once (4429, shutdown)
+            } catch {
+                close(with: .init(code: 1011, reason: "Server error, try again later"))
+            }
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        if case .closing(let deadline) = phase { deadline?.cancel() }
+        phase = .closed
+        self.context = nil
+    }
+
+    // MARK: Client frames
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        if frame.opcode == .connectionClose {
+            return receivedClose(frame, context: context)
+        }
+        guard case .open = phase else { return }  // closing: only the client's close matters
+        guard frame.maskKey != nil, frame.rsv1 == false, frame.rsv2 == false, frame.rsv3 == false else {
+            return closeMalformed()
+        }
+        switch frame.opcode {
+        case .ping:
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
+        case .pong:
+            break  // the outbox noted that the client is there
+        case .text, .binary:
+            guard fragments == nil else {
+                return closeMalformed()
+            }
+            fragmentsAreText = frame.opcode == .text
+            received(frame.unmaskedData, fin: frame.fin)
+        case .continuation:
+            guard fragments != nil else {
+                return closeMalformed()
+            }
+            received(frame.unmaskedData, fin: frame.fin)
+        default:
+            closeMalformed()
+        }
+    }
+
+    private func received(_ data: ByteBuffer, fin: Bool) {
+        var data = data
+        if var joined = fragments {
+            fragments = nil  // unique while appending
+            joined.writeBuffer(&data)
+            data = joined
+        }
+        guard data.readableBytes <= Self.maxMessageBytes else {
+            fragments = nil
+            return closeMalformed()
+        }
+        guard fin else {
+            fragments = data
+            return
+        }
+        guard socket != nil else { return }  // a refused socket, closing
+        add(.message(fragmentsAreText ? .text(String(buffer: data)) : .binary))
+    }
+
+    /// The client's close frame: the answer to ours, or its own close, answered with its code.
+    private func receivedClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
+        switch phase {
+        case .closed:
+            return
+        case .closing(let deadline):
+            deadline?.cancel()
+            phase = .closed
+            context.close(promise: nil)
+        case .open:
+            phase = .closed
+            var data = frame.unmaskedData
+            var reply = context.channel.allocator.buffer(capacity: 2)
+            reply.write(webSocketErrorCode: Self.answer(toClose: data.readInteger(as: UInt16.self)))
+            let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)))
+                .whenComplete { _ in loopBound.value.close(promise: nil) }
+            socket?.session.requestClose(.normal)
+        }
+    }
+
+    /// The code a client's close is answered with: its own (RFC 6455 7.4.1), 1000 when it
+    /// gave none, 1002 when it gave one an endpoint may not send.
+    static func answer(toClose code: UInt16?) -> WebSocketErrorCode {
+        guard let code else { return .normalClosure }
+        switch code {
+        case 1000...1003, 1007...1011, 3000...4999: return .init(codeNumber: Int(code))
+        default: return .protocolError
+        }
+    }
+
+    /// A message over 1 MiB, or a frame that breaks the protocol (unmasked, reserved bits
+    /// set, a continuation out of place, an unknown opcode): the socket closes with 1009, as
+    /// the API documents for both.
+    private func closeMalformed() {
+        if let socket { socket.session.requestClose(.malformed) } else { close(with: .malformed) }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .closing(let deadline) = phase { deadline?.cancel() }
+        phase = .closed
+        if let socket {
+            socket.session.requestClose(.normal)
+            controller.disconnected(socket)
+        }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // NIO's protocol error handler has answered a malformed frame (with its close code);
+        // anything else (a reset connection) ends the connection.
+        if !(error is NIOWebSocketError) { context.close(promise: nil) }
+    }
+
+    // MARK: Closing
+
+    /// The session was asked to close (on this event loop): the controller finishes the
+    /// socket, and the client is told why.
+    func closeRequested(_ request: SocketSession.CloseRequest) {
+        add(.finish(request))
+        close(with: request)
+    }
+
+    private func close(with request: SocketSession.CloseRequest) {
+        guard case .open = phase, let context else { return }
+        var data = context.channel.allocator.buffer(capacity: 2 + request.reason.utf8.count)
+        data.write(webSocketErrorCode: .init(codeNumber: request.code))
+        data.writeString(request.reason)
+        let written = context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: data)))
+        let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        if request == .pingTimeout {
+            // Presumed gone: the close frame is a courtesy, nobody waits for an answer.
+            phase = .closed
+            context.close(promise: nil)
+            return
+        }
+        let wait = request == .tooSlow ? Self.slowClientGrace : Self.closeTimeout
+        phase = .closing(deadline: context.eventLoop.scheduleTask(in: wait) { loopBound.value.close(promise: nil) })
+        if request == .tooSlow {
+            // The frame is the next thing the client reads; a FIN follows it.
+            written.whenSuccess { loopBound.value.close(mode: .output, promise: nil) }
+        }
+    }
+
+    // MARK: Work for the controller
+
+    private func add(_ work: SocketWork) {
+        pending.append(work)
+        guard !working, let socket else { return }
+        working = true
+        let loopBound = NIOLoopBound(self, eventLoop: socket.session.outbox.eventLoop)
+        let controller = self.controller
+        let started = controller.tasks.start {
+            while let work = try? await socket.session.outbox.eventLoop.submit({ loopBound.value.nextWork() }).get() {
+                await controller.perform(work, for: socket)
+            }
+        }
+        if !started {
+            // The instance is stopping after its sockets closed: nothing left to do.
+            pending.removeAll()
+        }
+    }
+
+    /// The next work item, or nil (the task ends) when none waits.
+    private func nextWork() -> SocketWork? {
+        guard let work = pending.popFirst() else {
+            working = false
+            return nil
+        }
+        if readHeld, pending.count < Self.maxPendingWork, let context {
+            readHeld = false
+            context.read()
+        }
+        return work
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if pending.count >= Self.maxPendingWork {
+            readHeld = true
+        } else {
+            context.read()
+        }
+    }
+}
