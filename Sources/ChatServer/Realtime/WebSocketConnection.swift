@@ -57,7 +57,8 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
         case closed
     }
 
-    private let admission: Admission
+    /// What admission decided; read once, when the handler is added.
+    private var admission: Admission?
     private let controller: WebSocketController
     private var context: ChannelHandlerContext?
     private var socket: WebSocketController.AdmittedSocket?
@@ -80,6 +81,8 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        guard let admission else { return }
+        self.admission = nil
         switch admission {
         case .rejected(let code, let reason):
             close(with: .init(code: code, reason: reason))

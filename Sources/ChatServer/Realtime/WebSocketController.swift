@@ -50,7 +50,7 @@ final class AdmissionSlot: Sendable {
 ///
 /// The upgrade is always accepted; a socket that may not stay is then closed with 4401
 /// (token), 4400 (query), 4404 (room) or 4403 (not a participant) and a reason.
-struct WebSocketController {
+final class WebSocketController: Sendable {
     let auth: AuthMiddleware
     let messages: MessageStore
     let rooms: RoomStore
@@ -71,6 +71,30 @@ struct WebSocketController {
     /// Where admission, subscriptions and client messages run (sockets keep no task).
     let tasks: ConnectionTasks
 
+    // A class: every socket's `WebSocketConnection` holds it, one reference each.
+    init(
+        auth: AuthMiddleware, messages: MessageStore, rooms: RoomStore, realtime: RealtimeStore, hub: RealtimeHub,
+        presence: PresenceTracker, notifier: ChangeNotifier, files: FileURLs, settings: AppConfiguration.RealtimeSettings,
+        sockets: OpenSockets, rateLimits: AppConfiguration.RateLimitSettings, sends: RateLimiter<Int64>, cors: CORSPolicy,
+        metrics: ServerMetrics, tasks: ConnectionTasks
+    ) {
+        self.auth = auth
+        self.messages = messages
+        self.rooms = rooms
+        self.realtime = realtime
+        self.hub = hub
+        self.presence = presence
+        self.notifier = notifier
+        self.files = files
+        self.settings = settings
+        self.sockets = sockets
+        self.rateLimits = rateLimits
+        self.sends = sends
+        self.cors = cors
+        self.metrics = metrics
+        self.tasks = tasks
+    }
+
     struct Rejection: Error {
         var code: Int
         var reason: String
@@ -85,11 +109,11 @@ struct WebSocketController {
         // upgrade, then close with the code (browsers cannot read an HTTP error of a
         // WebSocket request).
         router.get("chat/ws/:room_id") { request, context -> HTTPResponse.Status in
-            context.admission.set(await admit(request, context: context, room: true))
+            context.admission.set(await self.admit(request, context: context, room: true))
             return .ok
         }
         router.get("chat/ws") { request, context -> HTTPResponse.Status in
-            context.admission.set(await admit(request, context: context, room: false))
+            context.admission.set(await self.admit(request, context: context, room: false))
             return .ok
         }
     }
