@@ -97,12 +97,14 @@ public func buildApplication(
         settings: realtime, sockets: sockets, rateLimits: configuration.rateLimits, sends: limits.sendsByUser,
         cors: configuration.http.cors, metrics: serverMetrics, tasks: connectionTasks)
     webSockets.addRoutes(to: webSocketRouter, registry: registry)
-    // Shutdown runs in reverse: the HTTP server (and its sockets) stops first, then presence
-    // leaves, the hub stops, then its listener, the sockets' last work ends, the writer
-    // stores what is queued, the notifier flushes, and the pool closes last.
+    // Shutdown runs in reverse. WebSocketDrain (beside the application) has closed the sockets;
+    // the HTTP server stops first, then the sockets' last work ends (their subscriptions and
+    // presence are left, a message being sent is stored), presence leaves, the hub stops,
+    // then its listener, the writer stores what is queued, the notifier flushes, and the
+    // pool closes last.
     var services: [any Service] = [
-        postgres, delivery, notifier, writer, connectionTasks, listener, hub, presence, hasher,
-        WebSocketKeepAlive(sockets: sockets, interval: realtime.pingInterval),
+        postgres, delivery, notifier, writer, listener, hub, presence, hasher,
+        WebSocketKeepAlive(sockets: sockets, interval: realtime.pingInterval), connectionTasks,
     ]
     if let replicas { services.insert(replicas, at: 1) }
     if let accessLog { services.insert(accessLog, at: 0) }  // stops last: the final requests' lines are written

@@ -185,7 +185,7 @@ public struct ServerMetrics: Sendable {
         registry.makeGauge(descriptor: Self.descriptor("chat_ws_sessions", "Socket sessions alive (open sockets unless one leaks)"))
             .set(Double(sessions))
         registry.makeGauge(
-            descriptor: Self.descriptor("chat_ws_upgrade_contexts", "WebSocket upgrade contexts alive, refused upgrades included (open sockets unless one leaks)")
+            descriptor: Self.descriptor("chat_ws_upgrade_contexts", "WebSocket upgrade requests being admitted (0 once answered, unless one leaks)")
         ).set(Double(upgradeContexts))
     }
 

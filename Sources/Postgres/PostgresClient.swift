@@ -1,5 +1,6 @@
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 
@@ -23,6 +24,13 @@ public final class PostgresClient: Service, Sendable {
     struct Waiter {
         var id: Int
         var continuation: CheckedContinuation<LeaseAction, any Error>
+        /// Fails the wait after `poolWaitTimeout`; cancelled when a connection comes first.
+        var timeout: Scheduled<Void>?
+
+        func resume(with result: Result<LeaseAction, any Error>) {
+            timeout?.cancel()
+            continuation.resume(with: result)
+        }
     }
 
     enum LeaseAction: @unchecked Sendable {
@@ -77,7 +85,7 @@ public final class PostgresClient: Service, Sendable {
             return (state.idle, state.waiters)
         }
         for waiter in waiters {
-            waiter.continuation.resume(throwing: PostgresError(.poolClosed, message: "pool shut down"))
+            waiter.resume(with: .failure(PostgresError(.poolClosed, message: "pool shut down")))
         }
         _ = idle  // connections close (PQfinish) when released
         try? await threadPool.shutdownGracefully()
@@ -261,13 +269,20 @@ public final class PostgresClient: Service, Sendable {
                     continuation.resume(with: immediate)
                     return
                 }
-                Task { [weak self] in
-                    try? await Task.sleep(for: timeout)
+                // A timer on an event loop, not a task per waiter.
+                let timer = MultiThreadedEventLoopGroup.singleton.any().scheduleTask(in: TimeAmount(timeout)) {
+                    [weak self] () -> Void in
                     self?.failWaiter(
                         waiterID,
                         with: PostgresError(
                             .poolTimeout, message: "no database connection became free within \(timeout)"))
                 }
+                let waiting = state.withLockedValue { state in
+                    guard let index = state.waiters.firstIndex(where: { $0.id == waiterID }) else { return false }
+                    state.waiters[index].timeout = timer
+                    return true
+                }
+                if !waiting { timer.cancel() }
             }
         } onCancel: {
             failWaiter(waiterID, with: CancellationError())
@@ -279,7 +294,7 @@ public final class PostgresClient: Service, Sendable {
             guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
             return state.waiters.remove(at: index)
         }
-        waiter?.continuation.resume(throwing: error)
+        waiter?.resume(with: .failure(error))
     }
 
     /// Returns a connection: kept when idle, rolled back when left inside a transaction,
@@ -311,7 +326,7 @@ public final class PostgresClient: Service, Sendable {
             }
             return state.waiters.removeFirst()
         }
-        waiter?.continuation.resume(returning: .use(connection))
+        waiter?.resume(with: .success(.use(connection)))
     }
 
     /// A connection was closed: its slot goes to the first waiter, who opens a new one.
@@ -328,6 +343,6 @@ public final class PostgresClient: Service, Sendable {
             }
             return state.waiters.removeFirst()  // keeps the slot counted in `open`
         }
-        waiter?.continuation.resume(returning: .open)
+        waiter?.resume(with: .success(.open))
     }
 }

@@ -262,6 +262,11 @@ public final class WebSocketTestClient: Sendable {
         channel.close(promise: nil)
     }
 
+    /// Half-closes the TCP connection (a FIN) without a close frame, still reading.
+    public func shutdownOutput() async throws {
+        try await channel.close(mode: .output)
+    }
+
     // MARK: Flow control
 
     /// Stops reading from the socket, so the kernel buffers fill and the server sees backpressure.

@@ -3,8 +3,8 @@ import Foundation
 import Testing
 
 /// Issue 12.1: an upgrade, refused or accepted, must leave nothing behind once its socket
-/// closes (hummingbird-websocket 2.8.1 kept every upgrade's context alive; see
-/// WebSocketReferenceSlot).
+/// closes (hummingbird-websocket 2.8.1, used until 164b0fd, kept every upgrade's context
+/// alive; the server now upgrades with its own channel handlers, `ChatServerChannel`).
 @Suite struct ConnectionLeakTests {
     /// A gauge of the server's /metrics.
     func gauge(_ name: String, _ cluster: Cluster) async throws -> Double {

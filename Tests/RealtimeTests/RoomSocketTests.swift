@@ -191,8 +191,9 @@ import Testing
 
     /// The protocol itself, spoken by the server's channel handler (`WebSocketConnection`):
     /// a message in fragments is joined (a ping between them is fine), a client's close gets
-    /// its own code back, and a message over 1 MiB or a frame out of place closes the socket
-    /// with 1009.
+    /// its own code back (1002 for a payload that holds none), a message over 1 MiB or a
+    /// frame out of place closes the socket with 1009, and a client that half-closes its
+    /// connection is hung up on.
     @Test func theProtocolIsSpokenByTheChannel() async throws {
         try await withCluster(1) { cluster in
             let alice = try await cluster.makeUser()
@@ -220,6 +221,22 @@ import Testing
             try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")], fin: false)
             try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")])
             #expect(try await interleaved.closeEvent().code == 1009)
+
+            // A control frame over 125 bytes: NIO's decoder refuses it, the server says 1009.
+            let longPing = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await longPing.send(frame: .ping, payload: [UInt8](repeating: 1, count: 200))
+            #expect(try await longPing.closeEvent().code == 1009)
+
+            // A close payload of one byte cannot hold a code: answered with 1002.
+            let brokenClose = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await brokenClose.send(frame: .connectionClose, payload: [3])
+            #expect(try await brokenClose.closeEvent().code == 1002)
+
+            // A FIN without a close frame: the server closes the connection (without a frame).
+            let halfClosed = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await halfClosed.ready()
+            try await halfClosed.shutdownOutput()
+            #expect(try await halfClosed.closeEvent().code == nil)
         }
     }
 

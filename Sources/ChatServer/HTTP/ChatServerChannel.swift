@@ -56,6 +56,8 @@ where WebSocketResponder.Context == ChatWebSocketContext {
             let upgradeAsked = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: WebSocketConnection.maxMessageBytes,
+                // WebSocketConnection answers a frame the decoder cannot read (1009).
+                enableAutomaticErrorHandling: false,
                 shouldUpgrade: { channel, head in
                     upgradeAsked.value = true
                     return admit(head, channel: channel, logger: logger).map { decided in

@@ -7,8 +7,7 @@ import NIOHTTPTypes
 
 /// Guards a connection until its first request head has been read.
 ///
-/// hummingbird 2.28.1 with hummingbird-websocket 2.8.1's upgradable pipeline leaves that
-/// stretch unguarded: its idle timeout is installed only once the first head was parsed (a
+/// NIO's upgradable HTTP/1 pipeline (`ChatServerChannel`) leaves that stretch unguarded: its idle timeout is installed only once the first head was parsed (a
 /// client that never finishes one holds its socket forever), and with NIO's error handling
 /// turned off a head NIO cannot parse (`Content-Length: -1`, both `Content-Length` and
 /// `Transfer-Encoding`, raw UTF-8 in the request target) gets neither an answer nor a close.
@@ -36,7 +35,7 @@ final class FirstRequestGuard: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     /// Closes the connection. Told first that the input is over, the upgrade handler behind
-    /// ends its negotiation as "input closed" (which hummingbird-websocket logs at trace
+    /// ends its negotiation as "input closed" (which `ChatServerChannel` logs at trace
     /// level) rather than as an error.
     private static func hangUp(_ context: ChannelHandlerContext) {
         context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)

@@ -75,10 +75,12 @@ public final class OpenSockets: Sendable {
     }
 
     /// Closes the connections of the sockets still open, whether or not their close
-    /// handshake finished (a client that does not read cannot hold the process).
-    func cutOffAll() {
+    /// handshake finished (a client that does not read cannot hold the process), and returns
+    /// once they are closed (each socket's last work is then queued).
+    func cutOffAll() async {
         let channels = state.withLockedValue { $0.sockets.values.map(\.channel) }
         for channel in channels { channel.close(promise: nil) }
+        for channel in channels { try? await channel.closeFuture.get() }
     }
 }
 
@@ -109,7 +111,7 @@ public struct WebSocketDrain: Service {
         let left = sockets.count
         if left > 0 {
             logger.notice("cutting off WebSockets that did not close in time", metadata: ["chat.sockets": "\(left)"])
-            sockets.cutOffAll()
+            await sockets.cutOffAll()
         }
     }
 }

@@ -27,7 +27,7 @@ enum SocketWork: Sendable {
 /// the controller as `SocketWork`. That work runs in `ConnectionTasks`, one item at a time
 /// per socket, in a task that exists only while there is work: a client that sends a message
 /// costs one short task, not one for its socket's lifetime. Reading stops while a socket has
-/// `maxPendingWork` items waiting, so a client cannot queue more than that.
+/// `maxPendingWork` items waiting (what one read already brought in is still queued).
 ///
 /// Closing. A close asked for elsewhere (`SocketSession.requestClose`: removal, 4408, 4401,
 /// shutdown, ping timeout) writes the close frame at once, ahead of anything unsent (the
@@ -119,6 +119,9 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         switch frame.opcode {
         case .ping:
+            // Not while NIO's buffer is full: a client that pings without reading would pile
+            // up pongs (RFC 6455 5.5.3 lets an endpoint answer only some pings).
+            guard context.channel.isWritable else { return }
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)), promise: nil)
         case .pong:
             break  // the outbox noted that the client is there
@@ -157,7 +160,8 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
         add(.message(fragmentsAreText ? .text(String(buffer: data)) : .binary))
     }
 
-    /// The client's close frame: the answer to ours, or its own close, answered with its code.
+    /// The client's close frame: the answer to ours, or its own close, answered with its code
+    /// (the connection is then closed once the answer is written, or after `closeTimeout`).
     private func receivedClose(_ frame: WebSocketFrame, context: ChannelHandlerContext) {
         switch phase {
         case .closed:
@@ -167,11 +171,10 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
             phase = .closed
             context.close(promise: nil)
         case .open:
-            phase = .closed
-            var data = frame.unmaskedData
             var reply = context.channel.allocator.buffer(capacity: 2)
-            reply.write(webSocketErrorCode: Self.answer(toClose: data.readInteger(as: UInt16.self)))
+            reply.write(webSocketErrorCode: Self.answer(toClose: frame.unmaskedData))
             let loopBound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            phase = .closing(deadline: context.eventLoop.scheduleTask(in: Self.closeTimeout) { loopBound.value.close(promise: nil) })
             context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: reply)))
                 .whenComplete { _ in loopBound.value.close(promise: nil) }
             socket?.session.requestClose(.normal)
@@ -180,8 +183,10 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
 
     /// The code a client's close is answered with: its own (RFC 6455 7.4.1), 1000 when it
     /// gave none, 1002 when it gave one an endpoint may not send.
-    static func answer(toClose code: UInt16?) -> WebSocketErrorCode {
-        guard let code else { return .normalClosure }
+    static func answer(toClose payload: ByteBuffer) -> WebSocketErrorCode {
+        var payload = payload
+        guard payload.readableBytes > 0 else { return .normalClosure }
+        guard let code = payload.readInteger(as: UInt16.self) else { return .protocolError }
         switch code {
         case 1000...1003, 1007...1011, 3000...4999: return .init(codeNumber: Int(code))
         default: return .protocolError
@@ -206,9 +211,19 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        // NIO's protocol error handler has answered a malformed frame (with its close code);
-        // anything else (a reset connection) ends the connection.
-        if !(error is NIOWebSocketError) { context.close(promise: nil) }
+        // NIO's frame decoder found a frame it cannot read (over 1 MiB, a fragmented or long
+        // control frame): 1009, as for the violations found here. Anything else (a reset
+        // connection) ends the connection.
+        if error is NIOWebSocketError { closeMalformed() } else { context.close(promise: nil) }
+    }
+
+    /// The client half-closed its connection (FIN without a close frame): it cannot answer a
+    /// close frame, so the connection is closed.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed? = event as? ChannelEvent {
+            context.close(promise: nil)
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     // MARK: Closing
@@ -235,9 +250,15 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
         }
         let wait = request == .tooSlow ? Self.slowClientGrace : Self.closeTimeout
         phase = .closing(deadline: context.eventLoop.scheduleTask(in: wait) { loopBound.value.close(promise: nil) })
-        if request == .tooSlow {
+        switch request {
+        case .tooSlow:
             // The frame is the next thing the client reads; a FIN follows it.
             written.whenSuccess { loopBound.value.close(mode: .output, promise: nil) }
+        case .malformed:
+            // The decoder may not read the client's answer after a broken frame.
+            written.whenComplete { _ in loopBound.value.close(promise: nil) }
+        default:
+            break
         }
     }
 
