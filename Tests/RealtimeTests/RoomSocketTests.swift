@@ -191,9 +191,9 @@ import Testing
 
     /// The protocol itself, spoken by the server's channel handler (`WebSocketConnection`):
     /// a message in fragments is joined (a ping between them is fine), a client's close gets
-    /// its own code back (1002 for a payload that holds none), a message over 1 MiB or a
-    /// frame out of place closes the socket with 1009, and a client that half-closes its
-    /// connection is hung up on.
+    /// its own code back (1002 for a payload that holds none) and what it sent before is still
+    /// handled, a message over 1 MiB or a frame out of place closes the socket with 1009, text
+    /// that is not UTF-8 with 1007, and a client that half-closes its connection is hung up on.
     @Test func theProtocolIsSpokenByTheChannel() async throws {
         try await withCluster(1) { cluster in
             let alice = try await cluster.makeUser()
@@ -221,6 +221,26 @@ import Testing
             try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")], fin: false)
             try await interleaved.send(frame: .text, payload: [UInt8(ascii: "{")])
             #expect(try await interleaved.closeEvent().code == 1009)
+
+            // Text that is not UTF-8: 1007.
+            let notUTF8 = try await cluster.socket(cluster.a, room: room, as: alice)
+            try await notUTF8.send(frame: .text, payload: Array(#"{"type":"ping","x":""#.utf8) + [0xC3, 0x28] + Array(#""}"#.utf8))
+            #expect(try await notUTF8.closeEvent().code == 1007)
+
+            // Messages sent right before the client's own close are still stored.
+            let closing = try await cluster.socket(cluster.a, room: room, as: alice)
+            for index in 1...3 {
+                try await closing.send(object: Frame(type: "message", content: "last \(index)", client_message_id: "last-\(index)"))
+            }
+            try await closing.close()
+            var stored: Int64 = 0
+            for _ in 0..<100 {
+                let page = try await cluster.http(cluster.a).request("GET", "/chat/rooms/\(room)/messages/", token: alice.token)
+                stored = try page.object().int("total_count") ?? 0
+                if stored == 3 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(stored == 3)
 
             // A control frame over 125 bytes: NIO's decoder refuses it, the server says 1009.
             let longPing = try await cluster.socket(cluster.a, room: room, as: alice)

@@ -2013,6 +2013,7 @@ enum OpenAPIResources {
           "close_codes": {
             "1000": "Normal closure (the client closed, or the socket ended normally).",
             "1001": "Going away: the instance is shutting down (SIGTERM, deploy). Reconnect with a jittered backoff, to any instance, and resume with `last_seq`.",
+            "1007": "A text message that is not valid UTF-8.",
             "1009": "A frame over 1 MiB or a frame that breaks the WebSocket protocol.",
             "1011": "Server error; reconnect with backoff.",
             "4400": "Bad query parameter (e.g. a non-numeric or negative `last_message_id` or `last_seq`). Fix the URL; do not retry as is.",
@@ -2081,6 +2082,7 @@ enum OpenAPIResources {
           "close_codes": {
             "1000": "Normal closure (the client closed, or the socket ended normally).",
             "1001": "Going away: the instance is shutting down (SIGTERM, deploy). Reconnect with a jittered backoff and reload the room list.",
+            "1007": "A text message that is not valid UTF-8.",
             "1009": "A frame over 1 MiB or a frame that breaks the WebSocket protocol.",
             "1011": "Server error; reconnect with backoff.",
             "4401": "Missing, invalid or expired token (also when the token expires while the socket is open). Get a new token before reconnecting.",

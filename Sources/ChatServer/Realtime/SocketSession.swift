@@ -31,6 +31,8 @@ final class SocketSession: Sendable {
         static let tooManySockets = CloseRequest(code: 4429, reason: "Too many open sockets for this user")
         /// The client answered no ping for a whole `WS_PING_SECONDS`: gone, as far as we can tell.
         static let pingTimeout = CloseRequest(code: 1001, reason: "Ping timeout")
+        /// A text message that is not UTF-8 (RFC 6455 8.1).
+        static let invalidText = CloseRequest(code: 1007, reason: "Text message is not valid UTF-8")
         /// A client message over 1 MiB, or a frame that breaks the WebSocket protocol.
         static let malformed = CloseRequest(code: 1009, reason: "Message too large or malformed frame")
     }
@@ -101,6 +103,9 @@ final class SocketSession: Sendable {
     }
 
     var isClosing: Bool { state.withLockedValue { $0.closeRequest != nil } }
+
+    /// Why the session is closing (nil while it is open).
+    var closeRequest: CloseRequest? { state.withLockedValue { $0.closeRequest } }
 
     /// Sends one frame (encoded once, whoever else receives it). Frames of one sender reach
     /// the socket in the order sent.

@@ -110,13 +110,14 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
-        if frame.opcode == .connectionClose {
+        let wellFormed = frame.maskKey != nil && !frame.rsv1 && !frame.rsv2 && !frame.rsv3
+        let open: Bool
+        if case .open = phase { open = true } else { open = false }
+        if frame.opcode == .connectionClose, wellFormed || !open {
             return receivedClose(frame, context: context)
         }
-        guard case .open = phase else { return }  // closing: only the client's close matters
-        guard frame.maskKey != nil, frame.rsv1 == false, frame.rsv2 == false, frame.rsv3 == false else {
-            return closeMalformed()
-        }
+        guard open else { return }  // closing: only the client's close matters
+        guard wellFormed else { return closeMalformed() }
         switch frame.opcode {
         case .ping:
             // Not while NIO's buffer is full: a client that pings without reading would pile
@@ -156,8 +157,12 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
             fragments = data
             return
         }
-        guard socket != nil else { return }  // a refused socket, closing
-        add(.message(fragmentsAreText ? .text(String(buffer: data)) : .binary))
+        guard let socket else { return }  // a refused socket, closing
+        guard fragmentsAreText else { return add(.message(.binary)) }
+        guard let text = String(validating: data.readableBytesView, as: UTF8.self) else {
+            return socket.session.requestClose(.invalidText)
+        }
+        add(.message(.text(text)))
     }
 
     /// The client's close frame: the answer to ours, or its own close, answered with its code

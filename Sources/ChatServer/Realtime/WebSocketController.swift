@@ -286,7 +286,10 @@ final class WebSocketController: Sendable {
             await presence.socketOpened(userID: session.user.id, userName: session.user.name, roomID: socket.roomID)
             await session.subscribed()
         case .message(let message):
-            guard !session.isClosing else { return }
+            // What the client sent before its own close (a close frame, a FIN, a dropped
+            // connection: `.normal`) is still handled, as RFC 6455 has it; after a close the
+            // server asked for (removal, 4408, shutdown), nothing more is.
+            if let request = session.closeRequest, request != .normal { return }
             await handle(message, from: session, input: socket.input)
         case .finish(let request):
             try? await socket.subscription.futureResult.get()
