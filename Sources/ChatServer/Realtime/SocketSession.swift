@@ -172,15 +172,11 @@ final class SocketSession: Sendable {
         guard let first else { return }
         let outbox = self.outbox
         let connection = self.connection
-        if outbox.eventLoop.inEventLoop {
+        let close: @Sendable () -> Void = {
             outbox.close()
             connection?.closeRequested(request)
-        } else {
-            outbox.eventLoop.execute {
-                outbox.close()
-                connection?.closeRequested(request)
-            }
         }
+        if outbox.eventLoop.inEventLoop { close() } else { outbox.eventLoop.execute(close) }
         first.waiters.forEach { $0.resume() }
         first.closeWaiter?.resume(returning: request)
     }

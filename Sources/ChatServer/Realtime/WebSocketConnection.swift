@@ -63,6 +63,10 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
     private var context: ChannelHandlerContext?
     private var socket: WebSocketController.AdmittedSocket?
     private var phase = Phase.open
+    private var isOpen: Bool {
+        if case .open = phase { return true }
+        return false
+    }
     /// A message's frames so far (the first had no FIN).
     private var fragments: ByteBuffer?
     private var fragmentsAreText = false
@@ -111,12 +115,10 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         let wellFormed = frame.maskKey != nil && !frame.rsv1 && !frame.rsv2 && !frame.rsv3
-        let open: Bool
-        if case .open = phase { open = true } else { open = false }
-        if frame.opcode == .connectionClose, wellFormed || !open {
+        if frame.opcode == .connectionClose, wellFormed || !isOpen {
             return receivedClose(frame, context: context)
         }
-        guard open else { return }  // closing: only the client's close matters
+        guard isOpen else { return }  // closing: only the client's close matters
         guard wellFormed else { return closeMalformed() }
         switch frame.opcode {
         case .ping:
@@ -241,7 +243,7 @@ final class WebSocketConnection: ChannelDuplexHandler, RemovableChannelHandler, 
     }
 
     private func close(with request: SocketSession.CloseRequest) {
-        guard case .open = phase, let context else { return }
+        guard isOpen, let context else { return }
         var data = context.channel.allocator.buffer(capacity: 2 + request.reason.utf8.count)
         data.write(webSocketErrorCode: .init(codeNumber: request.code))
         data.writeString(request.reason)

@@ -217,6 +217,9 @@ final class WebSocketController: Sendable {
             if case .room(let id) = session.kind { return id }
             return 0
         }
+
+        /// Its label in `chat_ws_open_sockets`.
+        var metricsKind: String { roomID == 0 ? "user" : "room" }
     }
 
     /// Makes the session of a socket just upgraded, on its channel's event loop: its outbox
@@ -245,7 +248,7 @@ final class WebSocketController: Sendable {
     /// or the instance is shutting down) and starts its subscription, with its catch-up, in
     /// a task that ends once the socket is live.
     func opened(_ socket: AdmittedSocket, channel: any Channel) {
-        metrics.openSockets(kind: socket.roomID == 0 ? "user" : "room").increment()
+        metrics.openSockets(kind: socket.metricsKind).increment()
         sockets.opened(socket.session, channel: channel)
         let hub = self.hub
         let started = tasks.start {
@@ -301,7 +304,7 @@ final class WebSocketController: Sendable {
                         .typing(userID: session.user.id, userName: session.user.name, isTyping: false)))
             }
             presence.socketClosed(userID: session.user.id, userName: session.user.name, roomID: socket.roomID)
-            metrics.openSockets(kind: socket.roomID == 0 ? "user" : "room").decrement()
+            metrics.openSockets(kind: socket.metricsKind).decrement()
             if request == .tooSlow { metrics.slowClientCloses.increment() }
         }
     }
